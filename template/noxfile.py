@@ -1,0 +1,25 @@
+"""The tests on CPU (`nox -s tests-cpu`) and on an NVIDIA GPU (`nox -s tests-gpu`)."""
+
+import os
+import shutil
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+
+
+@nox.session(name="tests-cpu")
+def tests_cpu(session: nox.Session) -> None:
+    session.install(".[test]")
+    session.run("pytest", *session.posargs, env={"JAX_PLATFORMS": "cpu"})
+
+
+@nox.session(name="tests-gpu")
+def tests_gpu(session: nox.Session) -> None:
+    if shutil.which("nvidia-smi") is None:
+        message = "no NVIDIA GPU visible (nvidia-smi not found)"
+        if os.environ.get("REQUIRE_GPU") == "1":
+            session.error(message)
+        session.skip(message)
+    session.install(".[cuda,test]")
+    session.run("pytest", *session.posargs, env={"JAX_PLATFORMS": "cuda"})
