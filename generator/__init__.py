@@ -1,6 +1,4 @@
-"""Reads the template's answer matrix from copier.yml and renders combinations."""
+"""Reads the template's answer matrix from copier.yml and renders combinations.
 
-from .matrix import Combination, combinations, questions
-from .render import TEMPLATE_ROOT, render
-
-__all__ = ["TEMPLATE_ROOT", "Combination", "combinations", "questions", "render"]
+`generator.matrix` needs only PyYAML; `generator.render` needs Copier.
+"""

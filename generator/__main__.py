@@ -24,7 +24,10 @@ def main(argv: list[str] | None = None) -> int:
         "--output", type=Path, required=True, help="directory; one subdirectory per id"
     )
     render_cmd.add_argument(
-        "--data", action="append", default=[], metavar="NAME=VALUE",
+        "--data",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
         help="another answer, e.g. package_name=my_model",
     )
     args = parser.parse_args(argv)
@@ -33,7 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         for q in questions():
             print(f"{q.name}: {q.help}")
             for label, value in zip(q.labels, q.values, strict=True):
-                print(f"  {str(value).lower() if isinstance(value, bool) else value:<12} {label}")
+                shown = str(value).lower() if isinstance(value, bool) else value
+                print(f"  {shown:<12} {label}")
         print()
         for combination in combinations():
             print(combination.id)

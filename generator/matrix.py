@@ -61,7 +61,9 @@ def questions(path: Path = COPIER_YML) -> list[Question]:
                 labels = values = tuple(choices)
             found.append(Question(name, spec.get("help", ""), values, labels))
         elif spec.get("type") == "bool":
-            found.append(Question(name, spec.get("help", ""), (False, True), ("no", "yes")))
+            found.append(
+                Question(name, spec.get("help", ""), (False, True), ("no", "yes"))
+            )
     return found
 
 

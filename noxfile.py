@@ -1,0 +1,81 @@
+"""Sessions of the template repository.
+
+nox -s tests          the template's own tests (rendering, lint, correctness)
+nox -t cpu            those plus every combination's own test suite on CPU
+nox -t gpu            every combination's test suite on an NVIDIA GPU
+nox -s demo           render the default project and train it
+"""
+
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).resolve().parent
+sys.path.insert(0, str(ROOT))
+
+from generator.matrix import combinations  # noqa: E402
+from generator.render import render  # noqa: E402
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["tests"]
+PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
+
+
+@nox.session(tags=["cpu"])
+def tests(session: nox.Session) -> None:
+    """The template's own tests."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
+    session.run("pytest", *session.posargs, env={"JAX_PLATFORMS": "cpu"})
+
+
+@nox.session
+@nox.parametrize(
+    "device", [nox.param("cpu", tags=["cpu"]), nox.param("gpu", tags=["gpu"])]
+)
+@nox.parametrize("combination", [c.id for c in combinations()])
+def project(session: nox.Session, combination: str, device: str) -> None:
+    """Renders one combination, installs it as a user would, runs its tests."""
+    if device == "gpu":
+        require_gpu(session)
+    dst = Path(session.create_tmp()) / combination
+    shutil.rmtree(dst, ignore_errors=True)
+    answers = next(c for c in combinations() if c.id == combination).data
+    render(answers, dst)
+    session.install(f"{dst}[{'cuda,test' if device == 'gpu' else 'test'}]")
+    session.chdir(dst)
+    session.run(
+        "pytest",
+        *session.posargs,
+        env={"JAX_PLATFORMS": "cuda" if device == "gpu" else "cpu"},
+    )
+
+
+@nox.session
+def demo(session: nox.Session) -> None:
+    """Renders the default project, trains it on the embedded digits, evaluates it."""
+    dst = Path(session.create_tmp()) / "digits-classifier"
+    shutil.rmtree(dst, ignore_errors=True)
+    render({}, dst)
+    session.install(str(dst))
+    session.chdir(dst)
+    session.run("python", "-m", "digits_classifier", "train", "--output", "runs/demo")
+    session.run(
+        "python",
+        "-m",
+        "digits_classifier",
+        "evaluate",
+        "--model",
+        "runs/demo/model.keras",
+    )
+    session.log(f"The rendered project is in {dst}")
+
+
+def require_gpu(session: nox.Session) -> None:
+    if shutil.which("nvidia-smi") is None:
+        message = "no NVIDIA GPU visible (nvidia-smi not found): GPU session skipped"
+        if os.environ.get("REQUIRE_GPU") == "1":
+            session.error(message)
+        session.skip(message)

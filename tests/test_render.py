@@ -1,0 +1,107 @@
+"""Every combination renders a complete, lint-clean project with nothing unchosen."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+from conftest import COMBINATIONS
+
+PACKAGE = "src/digits_classifier"
+EXPECTED_FILES = {
+    ".copier-answers.yml",
+    ".gitignore",
+    "README.md",
+    "noxfile.py",
+    "pyproject.toml",
+    f"{PACKAGE}/__init__.py",
+    f"{PACKAGE}/__main__.py",
+    f"{PACKAGE}/cli.py",
+    f"{PACKAGE}/config.py",
+    f"{PACKAGE}/data.py",
+    f"{PACKAGE}/digits.npz",
+    f"{PACKAGE}/model.py",
+    f"{PACKAGE}/training.py",
+    "tests/conftest.py",
+    "tests/test_cli.py",
+    "tests/test_data.py",
+    "tests/test_training.py",
+}
+JINJA_RESIDUE = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")
+
+ids = [c.id for c in COMBINATIONS]
+
+
+def text_files(project):
+    return [p for p in project.rglob("*") if p.is_file() and p.suffix != ".npz"]
+
+
+@pytest.mark.parametrize("cid", ids)
+def test_complete_tree_and_answers(rendered, cid):
+    project = rendered[cid]
+    files = {str(p.relative_to(project)) for p in project.rglob("*") if p.is_file()}
+    assert files == EXPECTED_FILES
+    answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
+    combination = next(c for c in COMBINATIONS if c.id == cid)
+    assert {k: answers[k] for k in combination.data} == combination.data
+    assert answers["package_name"] == "digits_classifier"
+
+
+@pytest.mark.parametrize("cid", ids)
+def test_no_jinja_residue(rendered, cid):
+    for path in text_files(rendered[cid]):
+        text = path.read_text()
+        # f-strings legitimately hold "{{" in Python; none of ours do.
+        assert not JINJA_RESIDUE.search(text), path
+        assert "\n\n\n\n" not in text, f"{path}: blank lines left by a Jinja block"
+
+
+def test_every_render_is_ruff_clean(rendered):
+    roots = [str(p) for p in rendered.values()]
+    ruff = [sys.executable, "-m", "ruff"]
+    check = subprocess.run([*ruff, "check", *roots], capture_output=True, text=True)
+    assert check.returncode == 0, check.stdout + check.stderr
+    fmt = subprocess.run(
+        [*ruff, "format", "--check", *roots], capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+
+
+def source(project):
+    return "\n".join(p.read_text() for p in (project / PACKAGE).glob("*.py"))
+
+
+# For each answer, words that must appear when it is chosen and nowhere else.
+MARKERS = {
+    ("training_loop", "train_step"): [
+        "def train_step(",
+        "model.fit(",
+        "class Classifier",
+    ],
+    ("training_loop", "scratch"): ["jax.jit(", "def _eval_step(", "class Trainer"],
+    ("metrics", "builtin"): ["_loss_tracker.update_state", "compute_metrics("],
+    ("metrics", "manual"): [
+        "self.loss_fn",
+        "self.loss_tracker",
+        "def loss_and_updates(",
+    ],
+    ("add_loss", True): ["self.add_loss(", "ActivityPenalty"],
+    ("sample_weights", True): [
+        "sample_weight,",
+        "weighted_accuracy",
+        "sample_weight_train",
+    ],
+}
+
+
+@pytest.mark.parametrize("cid", ids)
+def test_no_code_for_options_not_chosen(rendered, cid):
+    code = source(rendered[cid])
+    answers = next(c for c in COMBINATIONS if c.id == cid).data
+    for (question, value), words in MARKERS.items():
+        for word in words:
+            if answers[question] == value:
+                assert word in code, (question, value, word)
+            else:
+                assert word not in code, (question, value, word)

@@ -1,0 +1,32 @@
+"""The repository's own promises: README commands, CI script, reserved names."""
+
+import keyword
+import re
+import sys
+
+import yaml
+from conftest import ROOT
+
+
+def readme_commands():
+    blocks = re.findall(r"```sh\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    return [b.strip() for b in blocks]
+
+
+def test_ci_runs_the_readme_test_command_verbatim():
+    test_command = next(c for c in readme_commands() if c.endswith("nox -t cpu"))
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert test_command in ci
+
+
+def test_readme_demo_command_runs_the_demo_session():
+    assert any(c.endswith("nox -s demo") for c in readme_commands())
+
+
+def test_reserved_names_cover_keywords_and_the_stdlib():
+    config = yaml.safe_load((ROOT / "copier.yml").read_text())
+    reserved = config["reserved_names"]["default"]
+    assert set(keyword.kwlist) <= set(reserved["keywords"])
+    stdlib = {name for name in sys.stdlib_module_names if not name.startswith("_")}
+    assert stdlib <= set(reserved["modules"]), stdlib - set(reserved["modules"])
+    assert {"keras", "jax", "jaxlib", "numpy", "pytest"} <= set(reserved["modules"])
