@@ -1,5 +1,9 @@
+import os
 import sys
 from pathlib import Path
+
+# The oracle tests import keras directly; like the rendered projects, run on JAX.
+os.environ["KERAS_BACKEND"] = "jax"
 
 import pytest
 
@@ -17,3 +21,13 @@ def rendered(tmp_path_factory) -> dict[str, Path]:
     """Every combination rendered once with default names: {id: project dir}."""
     root = tmp_path_factory.mktemp("rendered")
     return {c.id: render(c.data, root / c.id) for c in COMBINATIONS}
+
+
+def pytest_terminal_summary(terminalreporter):
+    """Prints the measured weight differences to stock fit(), for the record."""
+    import test_oracle
+
+    if test_oracle.FIGURES:
+        terminalreporter.section("largest relative weight difference to stock fit()")
+        for name, value in sorted(test_oracle.FIGURES.items()):
+            terminalreporter.write_line(f"{value:.3g}  {name}")

@@ -105,3 +105,12 @@ def test_no_code_for_options_not_chosen(rendered, cid):
                 assert word in code, (question, value, word)
             else:
                 assert word not in code, (question, value, word)
+
+
+@pytest.mark.parametrize("cid", ids)
+def test_no_tensorflow_and_no_downloads(rendered, cid):
+    # Defect 11 of the guides: tf.data for batching, MNIST from a download.
+    for path in text_files(rendered[cid]):
+        text = path.read_text()
+        for word in ("tensorflow", "tf.data", "load_data(", "urllib", "http://"):
+            assert word not in text, (path, word)

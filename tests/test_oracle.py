@@ -1,0 +1,239 @@
+"""Every variant trains exactly as stock `keras.Model.fit()` does (issue 4), and
+the suite fails when a known defect of the guides is put back (seeds/README.md)."""
+
+import functools
+
+import oracle
+import pytest
+from conftest import COMBINATIONS
+
+BY_ID = {c.id: c for c in COMBINATIONS}
+BASE_VARIANTS = [
+    "train_step-builtin",
+    "train_step-manual",
+    "scratch-builtin",
+    "scratch-manual",
+]
+# Largest relative weight difference to stock fit() per run, shown at the end.
+FIGURES: dict[str, float] = {}
+
+
+@pytest.fixture(scope="session")
+def packages(tmp_path_factory):
+    root = tmp_path_factory.mktemp("oracle")
+    return {
+        c.id: oracle.render_package(c.data, root, "oracle_" + c.id.replace("-", "_"))
+        for c in COMBINATIONS
+    }
+
+
+@pytest.fixture(scope="session")
+def trained(packages):
+    """Runs (project, stock) training once per (id, n_train, dropout)."""
+
+    @functools.cache
+    def run(cid, n_train, dropout=0.0):
+        weighted = BY_ID[cid].data["sample_weights"]
+        return oracle.train_both(packages[cid], n_train, weighted, dropout)
+
+    return run
+
+
+@pytest.mark.parametrize(
+    "n_train", [100, 96], ids=["partial-last-batch", "exact-batches"]
+)
+@pytest.mark.parametrize("cid", list(BY_ID))
+def test_variant_trains_exactly_as_stock_fit(trained, cid, n_train):
+    ours, stock = trained(cid, n_train)
+    FIGURES[f"{cid} (n={n_train})"] = oracle.assert_agree(ours, stock)
+
+
+@pytest.mark.parametrize("cid", BASE_VARIANTS)
+def test_training_steps_run_in_training_mode(trained, cid):
+    # With dropout, training mode changes every number: agreeing with stock fit()
+    # (which trains with training=True) shows the steps do too.
+    ours, stock = trained(cid, 100, dropout=0.5)
+    FIGURES[f"{cid} (dropout)"] = oracle.assert_agree(ours, stock)
+
+
+@pytest.mark.parametrize("add_loss", [False, True], ids=["", "add_loss"])
+@pytest.mark.parametrize("sample_weights", [False, True], ids=["", "sample_weights"])
+def test_the_four_loops_agree(trained, add_loss, sample_weights):
+    suffix = ("-add_loss" if add_loss else "") + (
+        "-sample_weights" if sample_weights else ""
+    )
+    results = [trained(base + suffix, 100)[0] for base in BASE_VARIANTS]
+    for other in results[1:]:
+        assert oracle.relative_difference(other.weights, results[0].weights) == 0.0
+        assert other.history == results[0].history
+
+
+@pytest.mark.parametrize("base", BASE_VARIANTS)
+def test_all_ones_weights_equal_no_weights(packages, base):
+    plain = oracle.dataset(packages[base], 100, weighted=False)
+    weighted_pkg = packages[base + "-sample_weights"]
+    ones = oracle.dataset(weighted_pkg, 100, weighted=False)  # defaults to ones
+    assert (ones.train.sample_weight == 1).all()
+    a = oracle.train_ours(packages[base], oracle.build(packages[base], plain), plain)
+    b = oracle.train_ours(weighted_pkg, oracle.build(weighted_pkg, ones), ones)
+    assert oracle.relative_difference(a.weights, b.weights) == 0.0
+    for key in a.history:
+        assert a.history[key] == b.history[key], key
+
+
+@pytest.mark.parametrize("base", BASE_VARIANTS)
+def test_weights_reach_the_loss_and_the_weighted_metric(trained, base):
+    weighted, _ = trained(base + "-sample_weights", 100)
+    unweighted, _ = trained(base, 100)
+    assert oracle.relative_difference(weighted.weights, unweighted.weights) > 1e-3
+    assert weighted.history["weighted_accuracy"] != weighted.history["accuracy"]
+    assert weighted.history["loss"] != unweighted.history["loss"]
+
+
+@pytest.mark.parametrize("base", BASE_VARIANTS)
+def test_add_loss_term_is_in_the_reported_loss(trained, base):
+    # Same initial weights; the penalty is positive, so the first epoch's loss
+    # must exceed the plain model's (stock agreement proves the gradient part).
+    with_penalty, _ = trained(base + "-add_loss", 100)
+    plain, _ = trained(base, 100)
+    assert with_penalty.history["loss"][0] > plain.history["loss"][0]
+
+
+# Each known defect, put back into one rendered training.py as text edits.
+TRAIN_TRUE = ("training=True,", "training=False,")
+DEFECTS = {
+    "1-stateless_apply-argument-order": (
+        "scratch-manual",
+        [
+            (
+                "optimizer_variables, grads, trainable_variables\n",
+                "grads, trainable_variables, optimizer_variables\n",
+            )
+        ],
+        0.0,
+    ),
+    "2-logs-overwritten": (
+        "train_step-manual",
+        [
+            (
+                "logs = {metric.name: metric.result() for metric in self.metrics}",
+                "for metric in self.metrics:\n                logs = metric.result()",
+            )
+        ],
+        0.0,
+    ),
+    "3-three-tuple-aux-train_step": (
+        "train_step-manual-add_loss",
+        [
+            (
+                "return loss, (y_pred, non_trainable_variables)",
+                "return loss, y_pred, non_trainable_variables",
+            )
+        ],
+        0.0,
+    ),
+    "3-three-tuple-aux-scratch": (
+        "scratch-manual-add_loss",
+        [
+            (
+                "return loss, (y_pred, non_trainable_variables)",
+                "return loss, y_pred, non_trainable_variables",
+            )
+        ],
+        0.0,
+    ),
+    "4-loss-tracker-per-sample-weights": (
+        "train_step-manual-sample_weights",
+        [
+            (
+                "loss_tracker.update_state(loss, sample_weight=y.shape[0])",
+                "loss_tracker.update_state(loss, sample_weight=sample_weight)",
+            )
+        ],
+        0.0,
+    ),
+    "4-weights-ignored-by-the-loss": (
+        "scratch-manual-sample_weights",
+        [
+            (
+                "loss = self.loss_fn(y, y_pred, sample_weight)",
+                "loss = self.loss_fn(y, y_pred)",
+            )
+        ],
+        0.0,
+    ),
+    "6-own-compute_loss_and_updates": (
+        "train_step-manual",
+        [
+            ("loss_and_updates(", "compute_loss_and_updates("),
+            ("def test_step(", "def unused_test_step("),
+        ],
+        0.0,
+    ),
+    "7-add_loss-dropped-train_step": (
+        "train_step-manual-add_loss",
+        [("        loss = loss + ops.sum(losses)\n", "")],
+        0.0,
+    ),
+    "7-add_loss-dropped-scratch": (
+        "scratch-manual-add_loss",
+        [("        loss = loss + ops.sum(losses)\n", "")],
+        0.0,
+    ),
+    "8-validation-continues-training-metrics-manual": (
+        "scratch-manual",
+        [
+            (
+                "metrics_variables = trainer.fresh_metrics()",
+                "metrics_variables = state[3]",
+            )
+        ],
+        0.0,
+    ),
+    "8-validation-continues-training-metrics-builtin": (
+        "scratch-builtin",
+        [
+            (
+                "metrics_variables = trainer.fresh_metrics()",
+                "metrics_variables = state[3]",
+            )
+        ],
+        0.0,
+    ),
+    **{
+        f"9-inference-mode-in-training-{base}": (base, [TRAIN_TRUE], 0.5)
+        for base in BASE_VARIANTS
+    },
+}
+
+
+@pytest.mark.parametrize("defect", list(DEFECTS))
+def test_suite_catches_the_defect(packages, tmp_path, defect):
+    cid, edits, dropout = DEFECTS[defect]
+    original = packages[cid].__path__[0]
+    mutant_name = "mutant_" + defect.replace("-", "_")
+    mutant = oracle.import_mutant(
+        oracle.Path(original).parent.parent, mutant_name, tmp_path, edits
+    )
+    weighted = BY_ID[cid].data["sample_weights"]
+    with pytest.raises(Exception) as caught:
+        oracle.assert_agree(*oracle.train_both(mutant, 100, weighted, dropout))
+    # The mutant must fail by training wrongly or crashing in training, not by
+    # being broken Python.
+    assert not isinstance(caught.value, (ImportError, SyntaxError, NameError))
+
+
+def test_mutations_apply_to_the_current_template(packages):
+    """Each mutation's text occurs in its rendered training.py, or it tests nothing."""
+    for defect, (cid, edits, _) in DEFECTS.items():
+        code = (oracle.Path(packages[cid].__path__[0]) / "training.py").read_text()
+        for old, _ in edits:
+            assert old in code, (defect, old)
+
+
+def test_an_unedited_copy_passes_the_same_check(packages, tmp_path):
+    """Control for the defect tests: the copying itself breaks nothing."""
+    cid = "train_step-manual-add_loss-sample_weights"
+    original = oracle.Path(packages[cid].__path__[0]).parent.parent
+    copy = oracle.import_mutant(original, "mutant_control", tmp_path, [])
+    oracle.assert_agree(*oracle.train_both(copy, 100, weighted=True, dropout=0.5))
