@@ -75,7 +75,7 @@ def demo(session: nox.Session) -> None:
 
 def require_gpu(session: nox.Session) -> None:
     if shutil.which("nvidia-smi") is None:
-        message = "no NVIDIA GPU visible (nvidia-smi not found): GPU session skipped"
+        message = "no NVIDIA GPU visible (nvidia-smi not found)"
         if os.environ.get("REQUIRE_GPU") == "1":
-            session.error(message)
-        session.skip(message)
+            session.error(f"{message}, and REQUIRE_GPU=1")
+        session.skip(f"{message}; set REQUIRE_GPU=1 to fail instead")

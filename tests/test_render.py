@@ -17,6 +17,7 @@ EXPECTED_FILES = {
     "pyproject.toml",
     f"{PACKAGE}/__init__.py",
     f"{PACKAGE}/__main__.py",
+    f"{PACKAGE}/artifacts.py",
     f"{PACKAGE}/cli.py",
     f"{PACKAGE}/config.py",
     f"{PACKAGE}/data.py",
