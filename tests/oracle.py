@@ -76,20 +76,23 @@ def dataset(pkg, n_train: int, weighted: bool):
     return pkg.data.from_arrays(arrays)
 
 
-def build(pkg, data, dropout: float = 0.0) -> keras.Model:
-    """The project's own model; with `dropout`, the same MLP with a Dropout layer."""
+def build(pkg, data, dropout: float = 0.0, l2: float = 0.0) -> keras.Model:
+    """The project's own model; with `dropout` or `l2`, the same MLP with a Dropout
+    layer and an L2 kernel regularizer on its hidden layer."""
     keras.utils.set_random_seed(0)
     x64 = data.train.x.astype("float64")
     stats = {"mean": float(x64.mean()), "variance": float(x64.var())}
-    if not dropout:
+    if not (dropout or l2):
         return pkg.model.build_model(data.input_shape, data.num_classes, **stats)
     layers = keras.layers
     inputs = keras.Input(shape=data.input_shape)
     x = layers.Normalization(axis=None, **stats)(layers.Flatten()(inputs))
-    x = layers.Dense(64, activation="relu")(x)
+    regularizer = keras.regularizers.L2(l2) if l2 else None
+    x = layers.Dense(64, activation="relu", kernel_regularizer=regularizer)(x)
     if hasattr(pkg.model, "ActivityPenalty"):
         x = pkg.model.ActivityPenalty()(x)
-    x = layers.Dropout(dropout, seed=3)(x)
+    if dropout:
+        x = layers.Dropout(dropout, seed=3)(x)
     outputs = layers.Dense(data.num_classes)(x)
     model_class = getattr(pkg.training, "Classifier", keras.Model)
     return model_class(inputs=inputs, outputs=outputs)
@@ -138,10 +141,10 @@ def relative_difference(ours: list, stock: list) -> float:
     )
 
 
-def train_both(pkg, n_train: int, weighted: bool, dropout: float = 0.0):
+def train_both(pkg, n_train, weighted, dropout: float = 0.0, l2: float = 0.0):
     """The project's training and stock fit(), from the same initial state."""
     data = dataset(pkg, n_train, weighted)
-    model = build(pkg, data, dropout)
+    model = build(pkg, data, dropout, l2)
     # All variables, not just weights: a Dropout layer's RNG state is one too.
     initial = [np.array(v) for v in model.variables]
     ours = train_ours(pkg, model, data)

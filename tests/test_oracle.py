@@ -32,9 +32,9 @@ def trained(packages):
     """Runs (project, stock) training once per (id, n_train, dropout)."""
 
     @functools.cache
-    def run(cid, n_train, dropout=0.0):
+    def run(cid, n_train, dropout=0.0, l2=0.0):
         weighted = BY_ID[cid].data["sample_weights"]
-        return oracle.train_both(packages[cid], n_train, weighted, dropout)
+        return oracle.train_both(packages[cid], n_train, weighted, dropout, l2)
 
     return run
 
@@ -54,6 +54,15 @@ def test_training_steps_run_in_training_mode(trained, cid):
     # (which trains with training=True) shows the steps do too.
     ours, stock = trained(cid, 100, dropout=0.5)
     FIGURES[f"{cid} (dropout)"] = oracle.assert_agree(ours, stock)
+
+
+@pytest.mark.parametrize("cid", [v + "-add_loss" for v in BASE_VARIANTS])
+def test_weight_regularizers_count_once(trained, cid):
+    # Guide defects 5 and 7: a weight regularizer dropped by a stateful loss call,
+    # or counted twice (return_losses=True plus stateless_compute_loss). Stock
+    # fit() counts it once, beside the add_loss() term.
+    ours, stock = trained(cid, 100, l2=0.05)
+    FIGURES[f"{cid} (L2 regularizer)"] = oracle.assert_agree(ours, stock)
 
 
 @pytest.mark.parametrize("add_loss", [False, True], ids=["", "add_loss"])
