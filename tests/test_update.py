@@ -1,0 +1,132 @@
+"""`copier update` on a rendered project keeps the user's edits and brings the
+template's changes; a real conflict is reported, never silently resolved."""
+
+import os
+import shutil
+import subprocess
+import warnings
+
+import copier
+import pytest
+from conftest import ROOT
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
+}
+ANSWERS = {"training_loop": "scratch", "metrics": "manual"}
+CONFIG = "src/digits_classifier/config.py"
+MODEL = "src/digits_classifier/model.py"
+
+
+def git(cwd, *args):
+    env = {**os.environ, **GIT_ENV}
+    subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True)
+
+
+def edit(path, old, new):
+    text = path.read_text()
+    assert old in text, (path, old)
+    path.write_text(text.replace(old, new))
+
+
+@pytest.fixture
+def versions(tmp_path):
+    """A template repository tagged v1, and a project rendered from it, committed."""
+    template = tmp_path / "template-repo"
+    template.mkdir()
+    shutil.copy(ROOT / "copier.yml", template)
+    shutil.copytree(ROOT / "template", template / "template")
+    git(template, "init", "-q", "-b", "main")
+    git(template, "add", "-A")
+    git(template, "commit", "-qm", "v1")
+    git(template, "tag", "v1")
+
+    project = tmp_path / "project"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        copier.run_copy(
+            str(template),
+            project,
+            data=ANSWERS,
+            vcs_ref="v1",
+            defaults=True,
+            quiet=True,
+            settings=copier.Settings(),
+        )
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "rendered from v1")
+    return template, project
+
+
+def release_v2(template):
+    """The template changes the default number of epochs."""
+    edit(
+        template / "template/src/{{package_name}}/config.py.jinja",
+        "    epochs: int = 20\n",
+        "    epochs: int = 25\n",
+    )
+    git(template, "commit", "-qam", "v2: more epochs by default")
+    git(template, "tag", "v2")
+
+
+def update(project, conflict="inline"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        copier.run_update(
+            project,
+            vcs_ref="v2",
+            defaults=True,
+            overwrite=True,
+            quiet=True,
+            conflict=conflict,
+            unsafe=False,
+            settings=copier.Settings(),
+        )
+
+
+def leftovers(project):
+    files = [p for p in project.rglob("*") if p.is_file() and ".git" not in p.parts]
+    markers = [p for p in files if "<<<<<<<" in p.read_text(errors="ignore")]
+    return markers, [p for p in files if p.suffix == ".rej"]
+
+
+def test_update_keeps_user_edits_and_brings_template_changes(versions):
+    template, project = versions
+    # The user edits the training code the way users do: a wider network.
+    edit(
+        project / MODEL,
+        "hidden_units: tuple[int, ...] = (64, 64)",
+        "hidden_units: tuple[int, ...] = (128, 64)",
+    )
+    git(project, "commit", "-qam", "wider network")
+    release_v2(template)
+
+    update(project)
+
+    assert "(128, 64)" in (project / MODEL).read_text()
+    assert "    epochs: int = 25\n" in (project / CONFIG).read_text()
+    assert leftovers(project) == ([], [])
+    assert "_commit: v2" in (project / ".copier-answers.yml").read_text()
+
+
+@pytest.mark.parametrize("conflict", ["inline", "rej"])
+def test_a_real_conflict_is_reported(versions, conflict):
+    template, project = versions
+    # The user changes the very line the template changes next.
+    edit(project / CONFIG, "    epochs: int = 20\n", "    epochs: int = 30\n")
+    git(project, "commit", "-qam", "train longer")
+    release_v2(template)
+
+    update(project, conflict=conflict)
+
+    markers, rejects = leftovers(project)
+    if conflict == "inline":
+        assert [p.name for p in markers] == ["config.py"]
+        text = (project / CONFIG).read_text()
+        assert "epochs: int = 30" in text and "epochs: int = 25" in text
+    else:
+        assert [p.name for p in rejects] == ["config.py.rej"]
