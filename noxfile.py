@@ -4,6 +4,7 @@ nox -s tests          the template's own tests (rendering, lint, correctness)
 nox -t cpu            those plus every combination's own test suite on CPU
 nox -t gpu            every combination's test suite on an NVIDIA GPU
 nox -s demo           render the default project and train it
+nox -s bench          training speed against stock fit() and plain JAX
 """
 
 import os
@@ -71,6 +72,15 @@ def demo(session: nox.Session) -> None:
         "runs/demo/model.keras",
     )
     session.log(f"The rendered project is in {dst}")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """Training speed: each loop against stock fit() and a JAX + optax ceiling."""
+    session.install(*nox.project.dependency_groups(PYPROJECT, "bench"))
+    if shutil.which("nvidia-smi"):
+        session.install("jax[cuda12]")  # the same table, on the GPU
+    session.run("python", "-m", "benchmarks.run", *session.posargs)
 
 
 def require_gpu(session: nox.Session) -> None:

@@ -1,0 +1,1 @@
+"""Training-speed benchmark of the rendered projects (issue 5): `nox -s bench`."""
