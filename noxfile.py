@@ -17,7 +17,7 @@ import nox
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT))
 
-from generator.matrix import combinations  # noqa: E402
+from generator.matrix import by_id, combinations  # noqa: E402
 from generator.render import render  # noqa: E402
 
 nox.options.default_venv_backend = "uv|virtualenv"
@@ -41,10 +41,7 @@ def project(session: nox.Session, combination: str, device: str) -> None:
     """Renders one combination, installs it as a user would, runs its tests."""
     if device == "gpu":
         require_gpu(session)
-    dst = Path(session.create_tmp()) / combination
-    shutil.rmtree(dst, ignore_errors=True)
-    answers = next(c for c in combinations() if c.id == combination).data
-    render(answers, dst)
+    dst = fresh_render(session, by_id(combination).data, combination)
     session.install(f"{dst}[{'cuda,test' if device == 'gpu' else 'test'}]")
     session.chdir(dst)
     session.run(
@@ -57,9 +54,7 @@ def project(session: nox.Session, combination: str, device: str) -> None:
 @nox.session
 def demo(session: nox.Session) -> None:
     """Renders the default project, trains it on the embedded digits, evaluates it."""
-    dst = Path(session.create_tmp()) / "digits-classifier"
-    shutil.rmtree(dst, ignore_errors=True)
-    render({}, dst)
+    dst = fresh_render(session, {}, "digits-classifier")
     session.install(str(dst))
     session.chdir(dst)
     session.run("python", "-m", "digits_classifier", "train", "--output", "runs/demo")
@@ -81,6 +76,13 @@ def bench(session: nox.Session) -> None:
     if shutil.which("nvidia-smi"):
         session.install("jax[cuda12]")  # the same table, on the GPU
     session.run("python", "-m", "benchmarks.run", *session.posargs)
+
+
+def fresh_render(session: nox.Session, answers: dict, name: str) -> Path:
+    """Renders into the session's temporary directory, replacing an older render."""
+    dst = Path(session.create_tmp()) / name
+    shutil.rmtree(dst, ignore_errors=True)
+    return render(answers, dst)
 
 
 def require_gpu(session: nox.Session) -> None:

@@ -8,6 +8,8 @@ import pytest
 import yaml
 from conftest import COMBINATIONS
 
+from generator.matrix import by_id
+
 PACKAGE = "src/digits_classifier"
 EXPECTED_FILES = {
     ".copier-answers.yml",
@@ -44,7 +46,7 @@ def test_complete_tree_and_answers(rendered, cid):
     files = {str(p.relative_to(project)) for p in project.rglob("*") if p.is_file()}
     assert files == EXPECTED_FILES
     answers = yaml.safe_load((project / ".copier-answers.yml").read_text())
-    combination = next(c for c in COMBINATIONS if c.id == cid)
+    combination = by_id(cid)
     assert {k: answers[k] for k in combination.data} == combination.data
     assert answers["package_name"] == "digits_classifier"
 
@@ -100,7 +102,7 @@ MARKERS = {
 @pytest.mark.parametrize("cid", ids)
 def test_no_code_for_options_not_chosen(rendered, cid):
     code = source(rendered[cid])
-    answers = next(c for c in COMBINATIONS if c.id == cid).data
+    answers = by_id(cid).data
     for (question, value), words in MARKERS.items():
         for word in words:
             if answers[question] == value:
