@@ -36,9 +36,11 @@ def synthetic_mnist() -> dict[str, np.ndarray]:
 def run_project(package: str, arrays, hidden, batch_size, epochs) -> float:
     pkg = importlib.import_module(package)
     data = pkg.data.from_arrays(arrays)
-    x = data.train.x.astype(np.float64)
     model = pkg.model.build_model(
-        data.input_shape, data.num_classes, float(x.mean()), float(x.var()), hidden
+        data.input_shape,
+        data.num_classes,
+        **data.train.normalization_stats(),
+        hidden_units=hidden,
     )
     config = pkg.config.TrainConfig(epochs=epochs, batch_size=batch_size, verbose=False)
     start = time.perf_counter()

@@ -80,8 +80,7 @@ def build(pkg, data, dropout: float = 0.0, l2: float = 0.0) -> keras.Model:
     """The project's own model; with `dropout` or `l2`, the same MLP with a Dropout
     layer and an L2 kernel regularizer on its hidden layer."""
     keras.utils.set_random_seed(0)
-    x64 = data.train.x.astype("float64")
-    stats = {"mean": float(x64.mean()), "variance": float(x64.var())}
+    stats = data.train.normalization_stats()
     if not (dropout or l2):
         return pkg.model.build_model(data.input_shape, data.num_classes, **stats)
     layers = keras.layers

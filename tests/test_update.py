@@ -10,6 +10,8 @@ import copier
 import pytest
 from conftest import ROOT
 
+from generator.render import render
+
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "test",
     "GIT_AUTHOR_EMAIL": "test@example.invalid",
@@ -44,18 +46,7 @@ def versions(tmp_path):
     git(template, "commit", "-qm", "v1")
     git(template, "tag", "v1")
 
-    project = tmp_path / "project"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        copier.run_copy(
-            str(template),
-            project,
-            data=ANSWERS,
-            vcs_ref="v1",
-            defaults=True,
-            quiet=True,
-            settings=copier.Settings(),
-        )
+    project = render(ANSWERS, tmp_path / "project", template=template, vcs_ref="v1")
     git(project, "init", "-q", "-b", "main")
     git(project, "add", "-A")
     git(project, "commit", "-qm", "rendered from v1")
