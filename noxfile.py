@@ -3,6 +3,7 @@
 nox -s tests          the template's own tests (rendering, lint, correctness)
 nox -t cpu            those plus every combination's own test suite on CPU
 nox -t gpu            every combination's test suite on an NVIDIA GPU
+nox -s slow           every combination's kill -9 test with 25 kill points
 nox -s demo           render the default project and train it
 nox -s bench          training speed against stock fit() and plain JAX
 """
@@ -49,6 +50,17 @@ def project(session: nox.Session, combination: str, device: str) -> None:
         *session.posargs,
         env={"JAX_PLATFORMS": "cuda" if device == "gpu" else "cpu"},
     )
+
+
+@nox.session
+@nox.parametrize("combination", [c.id for c in combinations()])
+def slow(session: nox.Session, combination: str) -> None:
+    """The rendered kill -9 test with 25 kill points instead of 5, on CPU."""
+    dst = fresh_render(session, by_id(combination).data, combination)
+    session.install(f"{dst}[test]")
+    session.chdir(dst)
+    env = {"JAX_PLATFORMS": "cpu", "KILL_POINTS": "25"}
+    session.run("pytest", "tests/test_checkpoints.py", "-k", "kill_9", "-s", env=env)
 
 
 @nox.session

@@ -1,4 +1,7 @@
-"""The tests on CPU (`nox -s tests-cpu`) and on an NVIDIA GPU (`nox -s tests-gpu`)."""
+"""The tests on CPU (`nox -s tests-cpu`) and on an NVIDIA GPU (`nox -s tests-gpu`).
+
+`nox -s tests-slow` repeats the kill -9 test with 25 kill points instead of 5.
+"""
 
 import os
 import shutil
@@ -12,6 +15,13 @@ nox.options.default_venv_backend = "uv|virtualenv"
 def tests_cpu(session: nox.Session) -> None:
     session.install(".[test]")
     session.run("pytest", *session.posargs, env={"JAX_PLATFORMS": "cpu"})
+
+
+@nox.session(name="tests-slow")
+def tests_slow(session: nox.Session) -> None:
+    session.install(".[test]")
+    env = {"JAX_PLATFORMS": "cpu", "KILL_POINTS": "25"}
+    session.run("pytest", "tests/test_checkpoints.py", "-k", "kill_9", env=env)
 
 
 @nox.session(name="tests-gpu")

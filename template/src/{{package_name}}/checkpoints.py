@@ -1,0 +1,333 @@
+"""Checkpoints that survive kill -9, a clean stop on SIGTERM or Ctrl-C, and
+the check that stops a diverging run.
+
+A checkpoint is one .npz file of plain arrays (it loads with
+allow_pickle=False) holding all that an exact resume needs:
+- every variable: the model's weights, the optimizer's moments and step
+  count, the metrics' running totals, and the state of the model's random
+  generators (Keras keeps it in non-trainable variables);
+- the position: the epoch, how many of its batches are trained, and the
+  order in which that epoch visits the samples;
+- the finished epochs' history, and the settings the run depends on.
+
+Each file is written under a temporary name, flushed to disk and renamed
+(`artifacts.replace_atomically`), so a kill at any moment leaves every
+`ckpt-*.npz` complete. The newest two are kept: the previous one is deleted
+only after a new one is in place, and a resume falls back to it when the
+newest cannot be read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import signal
+import sys
+import threading
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from .artifacts import replace_atomically
+from .config import TrainConfig
+from .data import Split
+
+KEEP = 2
+STATE_PARTS = (
+    "trainable_variables",
+    "non_trainable_variables",
+    "optimizer_variables",
+    "metrics_variables",
+)
+# Four lists of arrays, in STATE_PARTS order.
+State = tuple[list, list, list, list]
+
+
+class CheckpointError(Exception):
+    """A checkpoint directory that cannot be used as asked: exit status 2."""
+
+
+class TrainingStopped(Exception):
+    """Training ended early; the command line prints why and exits."""
+
+    exit_status = 1
+
+
+class Interrupted(TrainingStopped):
+    def __init__(self, signum: int, checkpoint: Path | None):
+        name = signal.Signals(signum).name
+        if checkpoint is None:
+            message = f"{name}: training stopped; nothing saved (no --checkpoint-dir)"
+            self.exit_status = 128 + signum
+        else:
+            message = (
+                f"{name}: training stopped after a complete step and saved "
+                f"{checkpoint}; run the same command with --resume to continue"
+            )
+            # A stop that saved its work is a success for a job scheduler;
+            # Ctrl-C keeps the shell's convention.
+            self.exit_status = 0 if signum == signal.SIGTERM else 128 + signum
+        super().__init__(message)
+
+
+class Diverged(TrainingStopped):
+    exit_status = 3
+
+
+@dataclasses.dataclass
+class Checkpoint:
+    epoch: int  # the epoch in progress, from 0
+    step: int  # how many of its batches are trained
+    order: np.ndarray  # the order in which it visits the training samples
+    history: dict[str, list[float]]  # the finished epochs
+    state: State
+
+
+class Guard:
+    """Checkpoints, stop signals and the finite-loss check of one training run.
+
+    The training loops call `after_step` after every step and `after_epoch`
+    after every epoch. Both take the state, or a function that fetches it, and
+    copy it off the device only when a checkpoint is written: between
+    checkpoints they cost no synchronization at all.
+    """
+
+    def __init__(self, config: TrainConfig, train: Split):
+        self.config = config
+        self.train = train
+        self.steps_per_epoch = math.ceil(len(train) / config.batch_size)
+        self.directory = config.checkpoint_dir
+        self.last_saved: Path | None = None
+        self.stop_signal: int | None = None
+        self._previous_handlers = {}
+        if self.directory is not None:
+            self.settings = run_settings(config, train)
+            self._open_directory()
+
+    # Signals: within `with guard:`, SIGTERM and SIGINT ask for a stop at the
+    # next step boundary instead of killing the process mid-step.
+
+    def __enter__(self) -> Guard:
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous_handlers[signum] = signal.signal(signum, self._stop)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self._previous_handlers.items():
+            signal.signal(signum, handler)
+        self._previous_handlers.clear()
+
+    def _stop(self, signum, frame) -> None:
+        if signum == signal.SIGINT and self.stop_signal == signal.SIGINT:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop at once
+        self.stop_signal = signum
+        name = signal.Signals(signum).name
+        print(f"\n{name} received: stopping after the current step", file=sys.stderr)
+
+    # Called by the training loops.
+
+    def after_step(
+        self,
+        epoch: int,
+        step: int,
+        order: np.ndarray,
+        history: dict,
+        state: State | Callable[[], State],
+        logs: dict,
+    ) -> None:
+        """After batch `step` (from 1) of `epoch`: checkpoint or stop if due."""
+        if step == self.steps_per_epoch:
+            return  # after_epoch follows, once validation is done
+        every = self.config.checkpoint_every
+        due = every and (epoch * self.steps_per_epoch + step) % every == 0
+        if self.stop_signal is None and not (self.directory and due):
+            return
+        saved = None
+        if self.directory is not None:
+            self._check_finite(float(logs["loss"]), epoch)
+            saved = self._save(Checkpoint(epoch, step, order, history, state))
+        if self.stop_signal is not None:
+            raise Interrupted(self.stop_signal, saved)
+
+    def after_epoch(
+        self, epoch: int, history: dict, state: State | Callable[[], State]
+    ) -> None:
+        self._check_finite(history["loss"][-1], epoch)
+        saved = None
+        if self.directory is not None:
+            next_order = self.epoch_order(epoch + 1)
+            saved = self._save(Checkpoint(epoch + 1, 0, next_order, history, state))
+        if self.stop_signal is not None and epoch + 1 < self.config.epochs:
+            raise Interrupted(self.stop_signal, saved)
+
+    def epoch_order(self, epoch: int) -> np.ndarray:
+        return self.train.epoch_order(epoch, self.config.seed, self.config.shuffle)
+
+    def resume(self, like: State) -> Checkpoint | None:
+        """The newest loadable checkpoint, if asked to resume and there is one.
+
+        `like` is the freshly built state: a checkpoint whose model or
+        optimizer variables differ from it in number or shape is refused.
+        Metric variables are not compared; fit() may create them later.
+        """
+        if self.directory is None or not self.config.resume:
+            return None
+        paths = self._checkpoint_paths()
+        for path in paths:
+            try:
+                checkpoint, settings = read(path)
+            except UnreadableCheckpoint as e:
+                # Set aside, so that no later save or prune mistakes it for
+                # the newest checkpoint.
+                path.replace(path.with_name(path.name + ".corrupt"))
+                print(
+                    f"warning: {path} is unreadable ({e}); moved it to "
+                    f"{path.name}.corrupt and tried the one before",
+                    file=sys.stderr,
+                )
+                continue
+            self._check_compatible(path, settings, checkpoint, like)
+            self.last_saved = path
+            return checkpoint
+        if paths:
+            raise CheckpointError(
+                f"--resume: none of the {len(paths)} checkpoints in "
+                f"{self.directory} is readable"
+            )
+        print(f"No checkpoint in {self.directory} yet: starting from the beginning.")
+        return None
+
+    # Internals.
+
+    def _open_directory(self) -> None:
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise CheckpointError(
+                f"--checkpoint-dir {self.directory}: cannot create directory "
+                f"({e.strerror})"
+            ) from None
+        # A write killed before its rename leaves a temporary file; never read.
+        for leftover in self.directory.glob(".ckpt-*"):
+            leftover.unlink(missing_ok=True)
+        if not self.config.resume and self._checkpoint_paths():
+            raise CheckpointError(
+                f"--checkpoint-dir {self.directory} already holds checkpoints: add "
+                "--resume to continue that run, or choose an empty directory"
+            )
+
+    def _checkpoint_paths(self) -> list[Path]:
+        """Newest first: the names carry the zero-padded global step."""
+        return sorted(self.directory.glob("ckpt-*.npz"), reverse=True)
+
+    def _save(self, checkpoint: Checkpoint) -> Path:
+        state = checkpoint.state() if callable(checkpoint.state) else checkpoint.state
+        state = tuple([np.asarray(value) for value in part] for part in state)
+        for part, values in zip(STATE_PARTS, state, strict=True):
+            if not all(np.isfinite(v).all() for v in values if v.dtype.kind == "f"):
+                raise Diverged(
+                    f"the {part.replace('_', ' ')} are no longer finite in epoch "
+                    f"{checkpoint.epoch + 1}; stopped without saving them"
+                    + self._last_good()
+                )
+        checkpoint = dataclasses.replace(checkpoint, state=state)
+        global_step = checkpoint.epoch * self.steps_per_epoch + checkpoint.step
+        path = self.directory / f"ckpt-{global_step:010d}.npz"
+        write(path, checkpoint, self.settings)
+        self.last_saved = path
+        for old in self._checkpoint_paths()[KEEP:]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def _check_finite(self, loss: float, epoch: int) -> None:
+        if not math.isfinite(loss):
+            raise Diverged(
+                f"the training loss became {loss} in epoch {epoch + 1}; stopped "
+                "without saving (a smaller --learning-rate may help)"
+                + self._last_good()
+            )
+
+    def _last_good(self) -> str:
+        if self.last_saved is None:
+            return ""
+        return f"; the last good checkpoint is {self.last_saved}"
+
+    def _check_compatible(
+        self, path: Path, settings: dict, checkpoint: Checkpoint, like: State
+    ) -> None:
+        changed = [
+            f"{name} {settings.get(name)!r} (now {value!r})"
+            for name, value in self.settings.items()
+            if settings.get(name) != value
+        ]
+        if changed:
+            raise CheckpointError(
+                f"--resume: {path} belongs to a run with other settings: "
+                + ", ".join(changed)
+            )
+        for part, saved, fresh in zip(
+            STATE_PARTS[:3], checkpoint.state[:3], like[:3], strict=True
+        ):
+            shapes = [np.shape(v) for v in saved]
+            if shapes != [np.shape(v) for v in fresh]:
+                raise CheckpointError(
+                    f"--resume: {path} holds {part} of another model "
+                    f"({len(saved)} arrays, shapes {shapes[:3]}...)"
+                )
+
+
+class UnreadableCheckpoint(Exception):
+    pass
+
+
+def run_settings(config: TrainConfig, train: Split) -> dict:
+    """What a run's result depends on besides the code: resume must match it."""
+    digest = hashlib.sha256()
+    for field in dataclasses.fields(train):
+        digest.update(np.ascontiguousarray(getattr(train, field.name)))
+    return {
+        "batch_size": config.batch_size,
+        "learning_rate": config.learning_rate,
+        "seed": config.seed,
+        "shuffle": config.shuffle,
+        "train_data_sha256": digest.hexdigest(),
+    }
+
+
+def write(path: Path, checkpoint: Checkpoint, settings: dict) -> None:
+    meta = {
+        "epoch": checkpoint.epoch,
+        "step": checkpoint.step,
+        "history": checkpoint.history,
+        "settings": settings,
+        "counts": [len(part) for part in checkpoint.state],
+    }
+    arrays = {"meta": np.array(json.dumps(meta)), "order": checkpoint.order}
+    for part, values in zip(STATE_PARTS, checkpoint.state, strict=True):
+        for i, value in enumerate(values):
+            arrays[f"{part}.{i}"] = value
+    replace_atomically(path, lambda tmp: np.savez(tmp, **arrays))
+
+
+def read(path: Path) -> tuple[Checkpoint, dict]:
+    """A checkpoint and the settings it was written with."""
+    try:
+        # Reading every member checks every member's CRC.
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+        meta = json.loads(str(arrays["meta"]))
+        state = tuple(
+            [arrays[f"{part}.{i}"] for i in range(count)]
+            for part, count in zip(STATE_PARTS, meta["counts"], strict=True)
+        )
+        checkpoint = Checkpoint(
+            meta["epoch"], meta["step"], arrays["order"], meta["history"], state
+        )
+        return checkpoint, meta["settings"]
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as e:
+        raise UnreadableCheckpoint(f"{type(e).__name__}: {e}") from None
