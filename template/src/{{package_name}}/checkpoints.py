@@ -103,6 +103,7 @@ class Guard:
         self.directory = config.checkpoint_dir
         self.last_saved: Path | None = None
         self.stop_signal: int | None = None
+        self._position = 0  # global step reached
         self._previous_handlers = {}
         if self.directory is not None:
             self.settings = run_settings(config, train)
@@ -140,11 +141,16 @@ class Guard:
         state: State | Callable[[], State],
         logs: dict,
     ) -> None:
-        """After batch `step` (from 1) of `epoch`: checkpoint or stop if due."""
+        """After `step` batches (from 1) of `epoch`: checkpoint or stop if due.
+
+        A loop that runs several steps per call reports only the last; a
+        checkpoint is due when a multiple of `checkpoint_every` was passed.
+        """
+        position, self._position = self._position, epoch * self.steps_per_epoch + step
         if step == self.steps_per_epoch:
             return  # after_epoch follows, once validation is done
         every = self.config.checkpoint_every
-        due = every and (epoch * self.steps_per_epoch + step) % every == 0
+        due = every and self._position // every > position // every
         if self.stop_signal is None and not (self.directory and due):
             return
         saved = None
@@ -193,6 +199,7 @@ class Guard:
                 continue
             self._check_compatible(path, settings, checkpoint, like)
             self.last_saved = path
+            self._position = checkpoint.epoch * self.steps_per_epoch + checkpoint.step
             return checkpoint
         if paths:
             raise CheckpointError(
