@@ -3,6 +3,7 @@ the suite fails when a known defect of the guides is put back (seeds/README.md).
 
 import functools
 
+import numpy as np
 import oracle
 import pytest
 from conftest import COMBINATIONS
@@ -74,7 +75,12 @@ def test_the_four_loops_agree(trained, add_loss, sample_weights):
     results = [trained(base + suffix, 100)[0] for base in BASE_VARIANTS]
     for other in results[1:]:
         assert oracle.relative_difference(other.weights, results[0].weights) == 0.0
-        assert other.history == results[0].history
+        # The metrics are summed inside each loop's compiled scan, where XLA
+        # may order a reduction differently: the last bit of a metric may
+        # differ, never the weights.
+        assert other.history.keys() == results[0].history.keys()
+        for key, values in results[0].history.items():
+            np.testing.assert_allclose(other.history[key], values, rtol=1e-6)
 
 
 @pytest.mark.parametrize("base", BASE_VARIANTS)

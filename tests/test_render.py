@@ -85,7 +85,7 @@ MARKERS = {
         "model.fit(",
         "class Classifier",
     ],
-    ("training_loop", "scratch"): ["jax.jit(", "def _eval_step(", "class Trainer"],
+    ("training_loop", "scratch"): ["def _eval_step(", "class Trainer", "Progbar("],
     ("metrics", "builtin"): ["_loss_tracker.update_state", "compute_metrics("],
     ("metrics", "manual"): [
         "self.loss_fn",
