@@ -26,11 +26,13 @@ EXPECTED_FILES = {
     f"{PACKAGE}/data.py",
     f"{PACKAGE}/digits.npz",
     f"{PACKAGE}/model.py",
+    f"{PACKAGE}/parallel.py",
     f"{PACKAGE}/training.py",
     "tests/conftest.py",
     "tests/test_checkpoints.py",
     "tests/test_cli.py",
     "tests/test_data.py",
+    "tests/test_parallel.py",
     "tests/test_training.py",
 }
 JINJA_RESIDUE = re.compile(r"\{\{|\}\}|\{%|%\}|\{#|#\}")

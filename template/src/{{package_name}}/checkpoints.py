@@ -15,6 +15,10 @@ Each file is written under a temporary name, flushed to disk and renamed
 `ckpt-*.npz` complete. The newest two are kept: the previous one is deleted
 only after a new one is in place, and a resume falls back to it when the
 newest cannot be read.
+
+In a run of several processes, all of them take the same decisions at the
+same steps and process 0 alone writes; the files must be on storage that every
+process can read for a resume.
 """
 
 from __future__ import annotations
@@ -30,8 +34,11 @@ import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
+import jax
 import numpy as np
+from jax.experimental import multihost_utils
 
+from . import parallel
 from .artifacts import replace_atomically
 from .config import TrainConfig
 from .data import Split
@@ -151,6 +158,7 @@ class Guard:
             return  # after_epoch follows, once validation is done
         every = self.config.checkpoint_every
         due = every and self._position // every > position // every
+        self._agree_on_stop()
         if self.stop_signal is None and not (self.directory and due):
             return
         saved = None
@@ -164,6 +172,7 @@ class Guard:
         self, epoch: int, history: dict, state: State | Callable[[], State]
     ) -> None:
         self._check_finite(history["loss"][-1], epoch)
+        self._agree_on_stop()
         saved = None
         if self.directory is not None:
             next_order = self.epoch_order(epoch + 1)
@@ -188,6 +197,8 @@ class Guard:
             try:
                 checkpoint, settings = read(path)
             except UnreadableCheckpoint as e:
+                if not parallel.is_main_process():
+                    continue
                 # Set aside, so that no later save or prune mistakes it for
                 # the newest checkpoint.
                 path.replace(path.with_name(path.name + ".corrupt"))
@@ -220,8 +231,9 @@ class Guard:
                 f"({e.strerror})"
             ) from None
         # A write killed before its rename leaves a temporary file; never read.
-        for leftover in self.directory.glob(".ckpt-*"):
-            leftover.unlink(missing_ok=True)
+        if parallel.is_main_process():
+            for leftover in self.directory.glob(".ckpt-*"):
+                leftover.unlink(missing_ok=True)
         if not self.config.resume and self._checkpoint_paths():
             raise CheckpointError(
                 f"--checkpoint-dir {self.directory} already holds checkpoints: add "
@@ -245,11 +257,18 @@ class Guard:
         checkpoint = dataclasses.replace(checkpoint, state=state)
         global_step = checkpoint.epoch * self.steps_per_epoch + checkpoint.step
         path = self.directory / f"ckpt-{global_step:010d}.npz"
-        write(path, checkpoint, self.settings)
         self.last_saved = path
-        for old in self._checkpoint_paths()[KEEP:]:
-            old.unlink(missing_ok=True)
+        if parallel.is_main_process():
+            write(path, checkpoint, self.settings)
+            for old in self._checkpoint_paths()[KEEP:]:
+                old.unlink(missing_ok=True)
         return path
+
+    def _agree_on_stop(self) -> None:
+        """With several processes, a signal to any of them stops all at this step."""
+        if jax.process_count() > 1:
+            signals = multihost_utils.process_allgather(np.int32(self.stop_signal or 0))
+            self.stop_signal = int(signals.max()) or None
 
     def _check_finite(self, loss: float, epoch: int) -> None:
         if not math.isfinite(loss):

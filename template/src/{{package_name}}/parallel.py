@@ -1,0 +1,123 @@
+"""Data parallelism with JAX's own machinery: a device mesh and shardings.
+
+Every batch is split over a 1-D mesh of devices ("batch"); the weights, the
+optimizer and metric state, and the samples themselves are replicated on every
+device. The jitted steps are written for one device: given arrays placed like
+this, XLA partitions them and sums the gradients across devices itself.
+
+Several processes (hosts) form one mesh after `jax.distributed.initialize`.
+Each process runs the same program on the same data in the same order, and
+hands JAX only the part of every array that lives on its own devices.
+"""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+AXIS = "batch"
+
+
+class ParallelError(Exception):
+    """A device or process setting that cannot work: reported, exit status 2."""
+
+
+def initialize(coordinator: str | None, num_processes: int, process_id: int) -> None:
+    """Joins a multi-process run; must come before any JAX computation."""
+    if num_processes == 1:
+        return
+    if coordinator is None:
+        raise ParallelError("--num-processes above 1 needs --coordinator HOST:PORT")
+    if not 0 <= process_id < num_processes:
+        raise ParallelError(
+            f"--process-id {process_id}: must be from 0 to {num_processes - 1}"
+        )
+    # CPU devices of different processes talk over TCP with gloo; GPUs use
+    # NCCL whatever this says.
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(coordinator, num_processes, process_id)
+
+
+def is_main_process() -> bool:
+    """Process 0 alone writes files and reports progress."""
+    return jax.process_index() == 0
+
+
+class DataParallel:
+    """Where arrays live: batches split over the mesh, everything else replicated."""
+
+    def __init__(self, devices: list):
+        self.mesh = Mesh(np.array(devices), (AXIS,))
+        self.replicated = NamedSharding(self.mesh, PartitionSpec())
+        # Rows of batch indices: each row (one step) is split along the batch.
+        self.split_rows = NamedSharding(self.mesh, PartitionSpec(None, AXIS))
+
+    @property
+    def size(self) -> int:
+        return self.mesh.size
+
+    def describe(self) -> str:
+        processes = jax.process_count()
+        return (
+            f"data-parallel over {self.size} {self.mesh.devices.flat[0].platform} "
+            f"devices in {processes} process{'es' if processes > 1 else ''}"
+        )
+
+    def replicate(self, tree):
+        """A full copy on every device of every array in `tree`."""
+        return jax.tree.map(lambda value: self._place(value, self.replicated), tree)
+
+    def batches(self, index: np.ndarray):
+        """Rows of batch indices, each row split over the devices.
+
+        A row that does not divide evenly, the short last batch of an epoch,
+        is replicated instead: every device computes all of it, so the result
+        is exact, and it is one step per epoch.
+        """
+        rows = index.shape[1]
+        even = rows % self.size == 0
+        return self._place(index, self.split_rows if even else self.replicated)
+
+    def _place(self, value, sharding: NamedSharding):
+        if isinstance(value, jax.Array) and value.sharding.is_equivalent_to(
+            sharding, value.ndim
+        ):
+            return value  # already there: no copy
+        # Every process holds the same full value; each hands over the pieces
+        # its own devices need.
+        host = np.asarray(value)
+        return jax.make_array_from_callback(host.shape, sharding, host.__getitem__)
+
+
+def data_parallel(batch_size: int, devices: int | None = None) -> DataParallel:
+    """A mesh of the first `devices` local devices of every process (None: all).
+
+    Refuses a batch size that does not split evenly over the mesh.
+    """
+    local = jax.local_device_count()
+    if devices is not None and devices > local:
+        raise ParallelError(
+            f"--devices {devices}: this process sees only {local} "
+            f"{jax.default_backend()} device{'s' if local > 1 else ''}"
+        )
+    per_process = devices or local
+    chosen = [
+        device
+        for process in range(jax.process_count())
+        for device in sorted(
+            (d for d in jax.devices() if d.process_index == process),
+            key=lambda d: d.id,
+        )[:per_process]
+    ]
+    if batch_size % len(chosen):
+        raise ParallelError(
+            f"--batch-size {batch_size} does not split evenly over {len(chosen)} "
+            f"devices: choose a multiple of {len(chosen)}, or fewer --devices"
+        )
+    return DataParallel(chosen)
+
+
+def one_device() -> DataParallel:
+    """A mesh of this process's first device, for work that is not distributed."""
+    return DataParallel(jax.local_devices()[:1])
