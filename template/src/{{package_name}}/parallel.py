@@ -80,10 +80,11 @@ class DataParallel:
         return self._place(index, self.split_rows if even else self.replicated)
 
     def _place(self, value, sharding: NamedSharding):
-        if isinstance(value, jax.Array) and value.sharding.is_equivalent_to(
-            sharding, value.ndim
-        ):
-            return value  # already there: no copy
+        # Already there: no copy. Equal, not merely equivalent: an array the
+        # jitted steps get with another kind of sharding, even one that puts
+        # it on the same device, makes them compile again.
+        if isinstance(value, jax.Array) and value.sharding == sharding:
+            return value
         # Every process holds the same full value; each hands over the pieces
         # its own devices need.
         host = np.asarray(value)
