@@ -199,7 +199,7 @@ DEFECTS = {
         "scratch-manual",
         [
             (
-                "metrics_variables = trainer.fresh_metrics()",
+                "metrics_variables = placement.replicate(trainer.fresh_metrics())",
                 "metrics_variables = state[3]",
             )
         ],
@@ -209,7 +209,7 @@ DEFECTS = {
         "scratch-builtin",
         [
             (
-                "metrics_variables = trainer.fresh_metrics()",
+                "metrics_variables = placement.replicate(trainer.fresh_metrics())",
                 "metrics_variables = state[3]",
             )
         ],
