@@ -158,27 +158,27 @@ class Guard:
             return  # after_epoch follows, once validation is done
         every = self.config.checkpoint_every
         due = every and self._position // every > position // every
-        self._agree_on_stop()
-        if self.stop_signal is None and not (self.directory and due):
+        stop = self._stop_requested()
+        if stop is None and not (self.directory and due):
             return
         saved = None
         if self.directory is not None:
             self._check_finite(float(logs["loss"]), epoch)
             saved = self._save(Checkpoint(epoch, step, order, history, state))
-        if self.stop_signal is not None:
-            raise Interrupted(self.stop_signal, saved)
+        if stop is not None:
+            raise Interrupted(stop, saved)
 
     def after_epoch(
         self, epoch: int, history: dict, state: State | Callable[[], State]
     ) -> None:
         self._check_finite(history["loss"][-1], epoch)
-        self._agree_on_stop()
+        stop = self._stop_requested()
         saved = None
         if self.directory is not None:
             next_order = self.epoch_order(epoch + 1)
             saved = self._save(Checkpoint(epoch + 1, 0, next_order, history, state))
-        if self.stop_signal is not None and epoch + 1 < self.config.epochs:
-            raise Interrupted(self.stop_signal, saved)
+        if stop is not None and epoch + 1 < self.config.epochs:
+            raise Interrupted(stop, saved)
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         return self.train.epoch_order(epoch, self.config.seed, self.config.shuffle)
@@ -264,11 +264,17 @@ class Guard:
                 old.unlink(missing_ok=True)
         return path
 
-    def _agree_on_stop(self) -> None:
-        """With several processes, a signal to any of them stops all at this step."""
-        if jax.process_count() > 1:
-            signals = multihost_utils.process_allgather(np.int32(self.stop_signal or 0))
-            self.stop_signal = int(signals.max()) or None
+    def _stop_requested(self) -> int | None:
+        """The signal to stop on at this step, if any.
+
+        With several processes, a signal to any of them stops all of them, at
+        the same step: they decide together. A signal that lands while they
+        do is kept for the next decision, never dropped.
+        """
+        if jax.process_count() == 1:
+            return self.stop_signal
+        signals = multihost_utils.process_allgather(np.int32(self.stop_signal or 0))
+        return int(signals.max()) or None
 
     def _check_finite(self, loss: float, epoch: int) -> None:
         if not math.isfinite(loss):
