@@ -1,21 +1,18 @@
 """Renders the variants, times every row in fresh processes, prints a table and
 writes JSON: `python -m benchmarks.run [--repeats 3] [--output bench.json]`.
 
-Per-epoch time is (t[6 epochs] - t[1 epoch]) / 5, each from a fresh process,
-so set-up cancels out. The processes share JAX's persistent compilation cache:
-compiling once per row, in the first repeat, and loading the result after,
-keeps compile-time jitter (a second or more here) out of the difference.
-A first run of each row compiles and fills the cache; its time, compilation
-included, is reported as the first-epoch time. Rows run interleaved in every
-repeat, and medians over repeats are reported, so a noisy neighbour hurts all
-rows alike.
+Each run trains for EPOCHS epochs and times every epoch in the process
+(`benchmarks.worker`). The first epoch includes compiling and is reported on
+its own; a run's epoch time is the median of the epochs after it. Rows run
+interleaved in every repeat, each in a fresh process, and the table reports
+the median over repeats, so a noisy neighbour hurts all rows alike; the
+spread column is (slowest - fastest repeat) / median, to show that noise.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -42,29 +39,28 @@ CONFIGS = {  # name: (hidden units, batch size)
 }
 
 
-LONG = 6  # epochs of the longer run
+EPOCHS = 6  # the first compiles; the other five are timed
 
 
-def timed(
-    row: str, src: str | None, hidden, batch_size: int, epochs: int, cache: str
-) -> dict:
+def timed(row: str, src: str | None, hidden, batch_size: int) -> dict:
     command = [sys.executable, "-m", "benchmarks.worker", "--row", row]
     command += ["--hidden", *map(str, hidden), "--batch-size", str(batch_size)]
-    command += ["--epochs", str(epochs)] + (["--src", src] if src else [])
-    env = {
-        **os.environ,
-        "JAX_COMPILATION_CACHE_DIR": cache,
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-    }
-    done = subprocess.run(command, capture_output=True, text=True, env=env)
+    command += ["--epochs", str(EPOCHS)] + (["--src", src] if src else [])
+    done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{row} failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    run = json.loads(done.stdout.strip().splitlines()[-1])
+    first, *rest = run["epoch_s"]
+    return {
+        "first_epoch_s": first,
+        "epoch_s": statistics.median(rest),
+        "peak_rss_mb": run["peak_rss_mb"],
+    }
 
 
 def table_row(cells: list[str]) -> str:
     """Two left-aligned text columns, then right-aligned numbers."""
-    widths = [10, 42, 10, 6, 11, 8]
+    widths = [10, 42, 10, 6, 7, 11, 8]
     return " ".join(
         cell.ljust(width) if i < 2 else cell.rjust(width)
         for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
@@ -88,54 +84,47 @@ def main() -> None:
             render({**by_id(cid).data, "package_name": package}, Path(tmp) / package)
             rows[cid] = (package, str(Path(tmp) / package / "src"))
 
-        samples: dict[tuple[str, str], list[dict]] = {}
-        first_epoch: dict[tuple[str, str], float] = {}
+        runs: dict[tuple[str, str], list[dict]] = {}
         for repeat in range(args.repeats):
             for config in args.configs:
                 hidden, batch_size = CONFIGS[config]
                 for name, (row, src) in rows.items():
-                    cache = str(Path(tmp) / "jax-cache")
-                    if repeat == 0:  # compiles, filling the cache for the runs after
-                        warm_up = timed(row, src, hidden, batch_size, 1, cache)
-                        first_epoch[(config, name)] = warm_up["seconds"]
-                    one = timed(row, src, hidden, batch_size, 1, cache)
-                    long = timed(row, src, hidden, batch_size, LONG, cache)
-                    epoch = max((long["seconds"] - one["seconds"]) / (LONG - 1), 1e-9)
-                    samples.setdefault((config, name), []).append(
-                        {
-                            "epoch_s": epoch,
-                            "peak_rss_mb": max(one["peak_rss_mb"], long["peak_rss_mb"]),
-                        }
-                    )
+                    run = timed(row, src, hidden, batch_size)
+                    runs.setdefault((config, name), []).append(run)
                     print(
                         f"repeat {repeat + 1}/{args.repeats} {config:<10} {name}: "
-                        f"{epoch:.3f} s/epoch",
+                        f"{run['epoch_s']:.3f} s/epoch",
                         file=sys.stderr,
                     )
 
     results = []
     for config in args.configs:
         reference = statistics.median(
-            s["epoch_s"] for s in samples[(config, "reference (jax+optax)")]
+            r["epoch_s"] for r in runs[(config, "reference (jax+optax)")]
         )
         for name in rows:
-            runs = samples[(config, name)]
-            epoch = statistics.median(r["epoch_s"] for r in runs)
+            epochs = [r["epoch_s"] for r in runs[(config, name)]]
+            epoch = statistics.median(epochs)
             results.append(
                 {
                     "config": config,
                     "row": name,
                     "samples_per_s": N_TRAIN / epoch,
                     "epoch_s": epoch,
+                    "epoch_s_per_repeat": epochs,
+                    "spread": (max(epochs) - min(epochs)) / epoch,
                     "time_vs_reference": epoch / reference,
-                    "first_epoch_s": first_epoch[(config, name)],
-                    "peak_rss_mb": max(r["peak_rss_mb"] for r in runs),
-                    "repeats": len(runs),
+                    "first_epoch_s": statistics.median(
+                        r["first_epoch_s"] for r in runs[(config, name)]
+                    ),
+                    "peak_rss_mb": max(r["peak_rss_mb"] for r in runs[(config, name)]),
+                    "repeats": len(epochs),
                 }
             )
     args.output.write_text(json.dumps(results, indent=2) + "\n")
 
-    columns = ["config", "row", "samples/s", "x ref", "1st epoch s", "peak MB"]
+    columns = ["config", "row", "samples/s", "x ref", "spread", "1st epoch s"]
+    columns.append("peak MB")
     print(table_row(columns))
     for r in results:
         print(
@@ -145,6 +134,7 @@ def main() -> None:
                     r["row"],
                     f"{r['samples_per_s']:,.0f}",
                     f"{r['time_vs_reference']:.2f}",
+                    f"{r['spread']:.0%}",
                     f"{r['first_epoch_s']:.2f}",
                     f"{r['peak_rss_mb']:.0f}",
                 ]

@@ -1,7 +1,11 @@
-"""One timed training run in a fresh process: `python -m benchmarks.worker ...`.
+"""One training run in a fresh process: `python -m benchmarks.worker ...`.
 
-Prints one JSON line: wall seconds of the training call (imports and data
-generation excluded) and the process's peak resident memory.
+Prints one JSON line: the wall time of every epoch, each measured from the
+previous epoch's end (the first from the start of the training call, so it
+includes compiling), and the process's peak resident memory.
+
+Every row ends each epoch on the host (its loss and validation results are
+Python floats by then), so consecutive epoch ends bracket exactly one epoch.
 """
 
 from __future__ import annotations
@@ -21,19 +25,34 @@ import numpy as np  # noqa: E402
 N_TRAIN, N_TEST, FEATURES, CLASSES = 57_344, 1_024, 784, 10
 
 
-def synthetic_mnist() -> dict[str, np.ndarray]:
+def synthetic_mnist(n_train: int = N_TRAIN) -> dict[str, np.ndarray]:
     """MNIST-shaped raw pixels and labels; speed does not depend on the values."""
     rng = np.random.default_rng(0)
     return {
-        "x_train": rng.integers(0, 256, (N_TRAIN, FEATURES), dtype=np.uint8),
-        "y_train": rng.integers(0, CLASSES, N_TRAIN, dtype=np.uint8),
+        "x_train": rng.integers(0, 256, (n_train, FEATURES), dtype=np.uint8),
+        "y_train": rng.integers(0, CLASSES, n_train, dtype=np.uint8),
         "x_test": rng.integers(0, 256, (N_TEST, FEATURES), dtype=np.uint8),
         "y_test": rng.integers(0, CLASSES, N_TEST, dtype=np.uint8),
-        "sample_weight_train": rng.uniform(0, 2, N_TRAIN).astype(np.float32),
+        "sample_weight_train": rng.uniform(0, 2, n_train).astype(np.float32),
     }
 
 
-def run_project(package: str, arrays, hidden, batch_size, epochs) -> float:
+class EpochClock:
+    """Collects the time of every epoch end; `seconds()` turns them into epochs."""
+
+    def __init__(self):
+        self.start = time.perf_counter()
+        self.ends: list[float] = []
+
+    def tick(self) -> None:
+        self.ends.append(time.perf_counter())
+
+    def seconds(self) -> list[float]:
+        edges = [self.start, *self.ends]
+        return [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def run_project(package: str, arrays, hidden, batch_size, epochs) -> list[float]:
     pkg = importlib.import_module(package)
     data = pkg.data.from_arrays(arrays)
     model = pkg.model.build_model(
@@ -43,12 +62,22 @@ def run_project(package: str, arrays, hidden, batch_size, epochs) -> float:
         hidden_units=hidden,
     )
     config = pkg.config.TrainConfig(epochs=epochs, batch_size=batch_size, verbose=False)
-    start = time.perf_counter()
+    # Both loops end every epoch with Guard.after_epoch, after validation; the
+    # wrapper times it without touching the project's code.
+    guard = pkg.checkpoints.Guard
+    after_epoch = guard.after_epoch
+
+    def timed_after_epoch(self, *args, **kwargs):
+        after_epoch(self, *args, **kwargs)
+        clock.tick()
+
+    guard.after_epoch = timed_after_epoch
+    clock = EpochClock()
     pkg.training.train(model, data, config)
-    return time.perf_counter() - start
+    return clock.seconds()
 
 
-def run_stock(arrays, hidden, batch_size, epochs) -> float:
+def run_stock(arrays, hidden, batch_size, epochs) -> list[float]:
     import keras
 
     x = arrays["x_train"].astype(np.float32)
@@ -62,7 +91,8 @@ def run_stock(arrays, hidden, batch_size, epochs) -> float:
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         metrics=["accuracy"],
     )
-    start = time.perf_counter()
+    clock = EpochClock()
+    tick = keras.callbacks.LambdaCallback(on_epoch_end=lambda *_: clock.tick())
     model.fit(
         x,
         arrays["y_train"],
@@ -70,18 +100,19 @@ def run_stock(arrays, hidden, batch_size, epochs) -> float:
         epochs=epochs,
         validation_data=(arrays["x_test"].astype(np.float32), arrays["y_test"]),
         verbose=0,
+        callbacks=[tick],
     )
-    return time.perf_counter() - start
+    return clock.seconds()
 
 
-def run_reference(arrays, hidden, batch_size, epochs) -> float:
+def run_reference(arrays, hidden, batch_size, epochs) -> list[float]:
     from benchmarks import reference
 
     x = arrays["x_train"].astype(np.float32) / 255.0
     y = arrays["y_train"].astype(np.int32)
-    start = time.perf_counter()
-    reference.train(x, y, hidden, batch_size, epochs)
-    return time.perf_counter() - start
+    clock = EpochClock()
+    reference.train(x, y, hidden, batch_size, epochs, on_epoch_end=clock.tick)
+    return clock.seconds()
 
 
 def main() -> None:
@@ -91,8 +122,9 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, nargs="+", required=True)
     parser.add_argument("--batch-size", type=int, required=True)
     parser.add_argument("--epochs", type=int, required=True)
+    parser.add_argument("--samples", type=int, default=N_TRAIN, help="training rows")
     args = parser.parse_args()
-    arrays = synthetic_mnist()
+    arrays = synthetic_mnist(args.samples)
     shape = (tuple(args.hidden), args.batch_size, args.epochs)
     if args.row == "stock":
         seconds = run_stock(arrays, *shape)
@@ -101,8 +133,10 @@ def main() -> None:
     else:
         sys.path.insert(0, args.src)
         seconds = run_project(args.row, arrays, *shape)
+    if len(seconds) != args.epochs:
+        raise SystemExit(f"timed {len(seconds)} epoch ends, expected {args.epochs}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "peak_rss_mb": peak_mb}))
+    print(json.dumps({"epoch_s": seconds, "peak_rss_mb": peak_mb}))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,42 @@
+"""The benchmark's worker times every epoch of each loop's own training code.
+
+The full table (`nox -s bench`) takes half an hour and needs optax for the
+reference row; this runs the worker on a few samples for the rows that need
+only the test dependencies, so a template change that breaks the timing
+(the loops must end each epoch in `Guard.after_epoch`) fails here, not in a
+later bench run.
+"""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+EPOCHS = 3
+
+
+def worker(row: str, *extra: str) -> dict:
+    command = [sys.executable, "-m", "benchmarks.worker", "--row", row, *extra]
+    command += ["--hidden", "8", "--batch-size", "256", "--samples", "1024"]
+    command += ["--epochs", str(EPOCHS)]
+    done = subprocess.run(
+        command, cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("cid", ["scratch-manual", "train_step-builtin-sample_weights"])
+def test_worker_times_each_epoch_of_a_rendered_loop(rendered, cid):
+    run = worker("digits_classifier", "--src", str(rendered[cid] / "src"))
+    assert len(run["epoch_s"]) == EPOCHS
+    assert all(seconds > 0 for seconds in run["epoch_s"])
+    assert run["peak_rss_mb"] > 0
+
+
+def test_worker_times_each_epoch_of_stock_fit():
+    run = worker("stock")
+    assert len(run["epoch_s"]) == EPOCHS
+    assert all(seconds > 0 for seconds in run["epoch_s"])
