@@ -1,12 +1,16 @@
 """Renders the variants, times every row in fresh processes, prints a table and
-writes JSON: `python -m benchmarks.run [--repeats 3] [--output bench.json]`.
+writes JSON: `python -m benchmarks.run [--repeats 5] [--output bench.json]`.
 
 Each run trains for EPOCHS epochs and times every epoch in the process
 (`benchmarks.worker`). The first epoch includes compiling and is reported on
-its own; a run's epoch time is the median of the epochs after it. Rows run
-interleaved in every repeat, each in a fresh process, and the table reports
-the median over repeats, so a noisy neighbour hurts all rows alike; the
-spread column is (slowest - fastest repeat) / median, to show that noise.
+its own; a run's epoch time is the median of the epochs after it.
+
+This machine's speed drifts by 20% and more over minutes, so rows are
+compared side by side: every repeat runs each row once, each in a fresh
+process, in an order rotated from one repeat to the next, and a row's
+"x ref" is the median over repeats of its time divided by the reference's
+time in the same repeat. The spread column is (slowest - fastest repeat) /
+median of a row's own epoch time, to show the noise those ratios ride on.
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ CONFIGS = {  # name: (hidden units, batch size)
 
 
 EPOCHS = 6  # the first compiles; the other five are timed
+REFERENCE = "reference (jax+optax)"
 
 
 def timed(row: str, src: str | None, hidden, batch_size: int) -> dict:
@@ -69,14 +74,14 @@ def table_row(cells: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
     parser.add_argument("--output", type=Path, default=Path("bench.json"))
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
         rows = {
-            "reference (jax+optax)": ("reference", None),
+            REFERENCE: ("reference", None),
             "stock fit()": ("stock", None),
         }
         for cid in VARIANTS:
@@ -85,11 +90,14 @@ def main() -> None:
             rows[cid] = (package, str(Path(tmp) / package / "src"))
 
         runs: dict[tuple[str, str], list[dict]] = {}
+        names = list(rows)
         for repeat in range(args.repeats):
             for config in args.configs:
                 hidden, batch_size = CONFIGS[config]
-                for name, (row, src) in rows.items():
-                    run = timed(row, src, hidden, batch_size)
+                # Rotated, so that no row always runs first or after the same one.
+                shift = repeat % len(names)
+                for name in names[shift:] + names[:shift]:
+                    run = timed(*rows[name], hidden, batch_size)
                     runs.setdefault((config, name), []).append(run)
                     print(
                         f"repeat {repeat + 1}/{args.repeats} {config:<10} {name}: "
@@ -99,12 +107,14 @@ def main() -> None:
 
     results = []
     for config in args.configs:
-        reference = statistics.median(
-            r["epoch_s"] for r in runs[(config, "reference (jax+optax)")]
-        )
+        reference = runs[(config, REFERENCE)]
         for name in rows:
             epochs = [r["epoch_s"] for r in runs[(config, name)]]
             epoch = statistics.median(epochs)
+            ratios = [
+                r["epoch_s"] / ref["epoch_s"]
+                for r, ref in zip(runs[(config, name)], reference, strict=True)
+            ]
             results.append(
                 {
                     "config": config,
@@ -113,7 +123,8 @@ def main() -> None:
                     "epoch_s": epoch,
                     "epoch_s_per_repeat": epochs,
                     "spread": (max(epochs) - min(epochs)) / epoch,
-                    "time_vs_reference": epoch / reference,
+                    "time_vs_reference": statistics.median(ratios),
+                    "time_vs_reference_per_repeat": ratios,
                     "first_epoch_s": statistics.median(
                         r["first_epoch_s"] for r in runs[(config, name)]
                     ),
