@@ -64,7 +64,7 @@ def train(
     rng = np.random.default_rng(1)
     for _ in range(epochs):
         # Drawn on the host, as the generated loops do: jax.random.permutation
-        # sorts on the device and cost up to 20% of an epoch on 2 CPU cores.
+        # sorts on the device and made an epoch 20-30% longer on 2 CPU cores.
         order = rng.permutation(len(x)).astype(np.int32)
         params, opt_state, loss = epoch(params, opt_state, x_all, y_all, order)
         # The loss reaches the host once per epoch, as the generated loops'

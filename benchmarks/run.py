@@ -109,11 +109,12 @@ def main() -> None:
     for config in args.configs:
         reference = runs[(config, REFERENCE)]
         for name in rows:
-            epochs = [r["epoch_s"] for r in runs[(config, name)]]
+            row_runs = runs[(config, name)]
+            epochs = [r["epoch_s"] for r in row_runs]
             epoch = statistics.median(epochs)
             ratios = [
                 r["epoch_s"] / ref["epoch_s"]
-                for r, ref in zip(runs[(config, name)], reference, strict=True)
+                for r, ref in zip(row_runs, reference, strict=True)
             ]
             results.append(
                 {
@@ -126,17 +127,19 @@ def main() -> None:
                     "time_vs_reference": statistics.median(ratios),
                     "time_vs_reference_per_repeat": ratios,
                     "first_epoch_s": statistics.median(
-                        r["first_epoch_s"] for r in runs[(config, name)]
+                        r["first_epoch_s"] for r in row_runs
                     ),
-                    "peak_rss_mb": max(r["peak_rss_mb"] for r in runs[(config, name)]),
+                    "peak_rss_mb": max(r["peak_rss_mb"] for r in row_runs),
                     "repeats": len(epochs),
                 }
             )
     args.output.write_text(json.dumps(results, indent=2) + "\n")
 
-    columns = ["config", "row", "samples/s", "x ref", "spread", "1st epoch s"]
-    columns.append("peak MB")
-    print(table_row(columns))
+    print(
+        table_row(
+            ["config", "row", "samples/s", "x ref", "spread", "1st epoch s", "peak MB"]
+        )
+    )
     for r in results:
         print(
             table_row(

@@ -66,13 +66,13 @@ def run_project(package: str, arrays, hidden, batch_size, epochs) -> list[float]
     # wrapper times it without touching the project's code.
     guard = pkg.checkpoints.Guard
     after_epoch = guard.after_epoch
+    clock = EpochClock()
 
     def timed_after_epoch(self, *args, **kwargs):
         after_epoch(self, *args, **kwargs)
         clock.tick()
 
     guard.after_epoch = timed_after_epoch
-    clock = EpochClock()
     pkg.training.train(model, data, config)
     return clock.seconds()
 
