@@ -93,8 +93,7 @@ def build(pkg, data, dropout: float = 0.0, l2: float = 0.0) -> keras.Model:
     if dropout:
         x = layers.Dropout(dropout, seed=3)(x)
     outputs = layers.Dense(data.num_classes)(x)
-    model_class = getattr(pkg.training, "Classifier", keras.Model)
-    return model_class(inputs=inputs, outputs=outputs)
+    return keras.Model(inputs=inputs, outputs=outputs)
 
 
 def train_ours(pkg, model, data) -> Result:

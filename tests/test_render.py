@@ -25,6 +25,7 @@ EXPECTED_FILES = {
     f"{PACKAGE}/config.py",
     f"{PACKAGE}/data.py",
     f"{PACKAGE}/digits.npz",
+    f"{PACKAGE}/fingerprint.py",
     f"{PACKAGE}/model.py",
     f"{PACKAGE}/parallel.py",
     f"{PACKAGE}/training.py",
@@ -84,7 +85,7 @@ def source(project):
 MARKERS = {
     ("training_loop", "train_step"): [
         "def train_step(",
-        "model.fit(",
+        "classifier.fit(",
         "class Classifier",
     ],
     ("training_loop", "scratch"): ["def _eval_step(", "class Trainer", "Progbar("],
@@ -97,7 +98,7 @@ MARKERS = {
     ("add_loss", True): ["self.add_loss(", "ActivityPenalty"],
     ("sample_weights", True): [
         "sample_weight,",
-        "weighted_accuracy",
+        "build_metrics(weighted=True)",
         "sample_weight_train",
     ],
 }

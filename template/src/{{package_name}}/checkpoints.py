@@ -8,7 +8,8 @@ allow_pickle=False) holding all that an exact resume needs:
   generators (Keras keeps it in non-trainable variables);
 - the position: the epoch, how many of its batches are trained, and the
   order in which that epoch visits the samples;
-- the finished epochs' history, and the settings the run depends on.
+- the finished epochs' history, the settings the run depends on, and the
+  fingerprint of its model, optimizer, loss and metrics (`fingerprint`).
 
 Each file is written under a temporary name, flushed to disk and renamed
 (`artifacts.replace_atomically`), so a kill at any moment leaves every
@@ -38,7 +39,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from . import parallel
+from . import fingerprint, parallel
 from .artifacts import replace_atomically
 from .config import TrainConfig
 from .data import Split
@@ -103,8 +104,10 @@ class Guard:
     checkpoints they cost no synchronization at all.
     """
 
-    def __init__(self, config: TrainConfig, train: Split):
+    def __init__(self, config: TrainConfig, train: Split, recipe: dict):
+        """`recipe`: the run's `fingerprint.of_run`, which a resume must match."""
         self.config = config
+        self.recipe = recipe
         self.train = train
         self.steps_per_epoch = math.ceil(len(train) / config.batch_size)
         self.directory = config.checkpoint_dir
@@ -113,7 +116,7 @@ class Guard:
         self._position = 0  # global step reached
         self._previous_handlers = {}
         if self.directory is not None:
-            self.settings = run_settings(config, train)
+            self.settings = {**run_settings(config, train), "recipe": recipe}
             self._open_directory()
 
     # Signals: within `with guard:`, SIGTERM and SIGINT ask for a stop at the
@@ -295,12 +298,17 @@ class Guard:
         changed = [
             f"{name} {settings.get(name)!r} (now {value!r})"
             for name, value in self.settings.items()
-            if settings.get(name) != value
+            if name != "recipe" and settings.get(name) != value
         ]
         if changed:
             raise CheckpointError(
                 f"--resume: {path} belongs to a run with other settings: "
                 + ", ".join(changed)
+            )
+        changed = fingerprint.changes(settings.get("recipe", {}), self.recipe)
+        if changed:
+            raise CheckpointError(
+                f"--resume: {path} cannot continue this run: " + "; ".join(changed)
             )
         for part, saved, fresh in zip(
             STATE_PARTS[:3], checkpoint.state[:3], like[:3], strict=True
