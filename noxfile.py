@@ -33,6 +33,15 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *session.posargs, env={"JAX_PLATFORMS": "cpu"})
 
 
+# The rendered tests that start several cooperating training processes
+# (marked `multiprocess`) run in one combination per loop, the fullest; every
+# combination renders them, and a user's plain `pytest` runs them all.
+MULTIPROCESS = {
+    "train_step-manual-add_loss-sample_weights",
+    "scratch-builtin-add_loss-sample_weights",
+}
+
+
 @nox.session
 @nox.parametrize(
     "device", [nox.param("cpu", tags=["cpu"]), nox.param("gpu", tags=["gpu"])]
@@ -45,8 +54,11 @@ def project(session: nox.Session, combination: str, device: str) -> None:
     dst = fresh_render(session, by_id(combination).data, combination)
     session.install(f"{dst}[{'cuda,test' if device == 'gpu' else 'test'}]")
     session.chdir(dst)
+    if combination not in MULTIPROCESS:
+        session.log("multiprocess tests: run in " + ", ".join(sorted(MULTIPROCESS)))
     session.run(
         "pytest",
+        *([] if combination in MULTIPROCESS else ["-m", "not multiprocess"]),
         *session.posargs,
         env={"JAX_PLATFORMS": "cuda" if device == "gpu" else "cpu"},
     )

@@ -1,11 +1,14 @@
 """The repository's own promises: README commands, CI script, reserved names."""
 
+import ast
 import keyword
 import re
 import sys
 
 import yaml
 from conftest import ROOT
+
+from generator.matrix import by_id
 
 
 def readme_commands():
@@ -30,3 +33,17 @@ def test_reserved_names_cover_keywords_and_the_stdlib():
     stdlib = {name for name in sys.stdlib_module_names if not name.startswith("_")}
     assert stdlib <= set(reserved["modules"]), stdlib - set(reserved["modules"])
     assert {"keras", "jax", "jaxlib", "numpy", "pytest"} <= set(reserved["modules"])
+
+
+def test_multiprocess_tests_run_in_one_combination_of_each_loop():
+    """nox runs the rendered `multiprocess` tests in MULTIPROCESS only: one
+    combination per training loop, each of which must exist."""
+    tree = ast.parse((ROOT / "noxfile.py").read_text())
+    [chosen] = [
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and getattr(node.targets[0], "id", None) == "MULTIPROCESS"
+    ]
+    loops = sorted(by_id(cid).data["training_loop"] for cid in chosen)
+    assert loops == ["scratch", "train_step"]
