@@ -26,7 +26,7 @@ from pathlib import Path
 from generator.matrix import by_id
 from generator.render import render
 
-from .worker import N_TRAIN
+from .worker import N_TRAIN, README_CNN
 
 VARIANTS = [
     "train_step-builtin",
@@ -36,10 +36,13 @@ VARIANTS = [
     "scratch-manual",
     "scratch-manual-add_loss-sample_weights",
 ]
-CONFIGS = {  # name: (hidden units, batch size)
-    "mlp-b32": ((64, 64), 32),
-    "mlp-b256": ((64, 64), 256),
-    "wide-b256": ((512, 512), 256),
+CONFIGS = {  # name: (hidden units, batch size, README's CNN in front, samples)
+    "mlp-b32": ((64, 64), 32, False, N_TRAIN),
+    "mlp-b256": ((64, 64), 256, False, N_TRAIN),
+    "wide-b256": ((512, 512), 256, False, N_TRAIN),
+    # XLA's CPU convolutions make an epoch of the CNN about 300x the MLP's on
+    # 2 cores: 2,048 samples (16 steps) keep a run near 20 seconds.
+    "cnn-b128": ((64, 64), 128, True, 2_048),
 }
 
 
@@ -47,10 +50,11 @@ EPOCHS = 6  # the first compiles; the other five are timed
 REFERENCE = "reference (jax+optax)"
 
 
-def timed(row: str, src: str | None, hidden, batch_size: int) -> dict:
+def timed(row: str, src: str | None, hidden, batch_size, cnn, samples) -> dict:
     command = [sys.executable, "-m", "benchmarks.worker", "--row", row]
     command += ["--hidden", *map(str, hidden), "--batch-size", str(batch_size)]
-    command += ["--epochs", str(EPOCHS)] + (["--src", src] if src else [])
+    command += ["--epochs", str(EPOCHS), "--samples", str(samples)]
+    command += (["--src", src] if src else []) + (["--cnn"] if cnn else [])
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{row} failed:\n{done.stderr[-3000:]}")
@@ -61,6 +65,15 @@ def timed(row: str, src: str | None, hidden, batch_size: int) -> dict:
         "epoch_s": statistics.median(rest),
         "peak_rss_mb": run["peak_rss_mb"],
     }
+
+
+def add_readme_cnn(model_py: Path) -> None:
+    """README's first edit: convolutions between `preprocess` and `Flatten`."""
+    anchor = "    x = preprocess(inputs, mean, variance)\n"
+    text = model_py.read_text()
+    if anchor not in text:
+        raise SystemExit(f"{model_py}: README's CNN edit no longer applies")
+    model_py.write_text(text.replace(anchor, anchor + README_CNN))
 
 
 def table_row(cells: list[str]) -> str:
@@ -80,24 +93,31 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
+        # row: (worker --row, --src) for the MLP and for README's CNN
         rows = {
-            REFERENCE: ("reference", None),
-            "stock fit()": ("stock", None),
+            REFERENCE: {False: ("reference", None), True: ("reference", None)},
+            "stock fit()": {False: ("stock", None), True: ("stock", None)},
         }
         for cid in VARIANTS:
-            package = "bench_" + cid.replace("-", "_")
-            render({**by_id(cid).data, "package_name": package}, Path(tmp) / package)
-            rows[cid] = (package, str(Path(tmp) / package / "src"))
+            rows[cid] = {}
+            for cnn in (False, True):
+                package = ("bench_cnn_" if cnn else "bench_") + cid.replace("-", "_")
+                project = render(
+                    {**by_id(cid).data, "package_name": package}, Path(tmp) / package
+                )
+                if cnn:
+                    add_readme_cnn(project / "src" / package / "model.py")
+                rows[cid][cnn] = (package, str(project / "src"))
 
         runs: dict[tuple[str, str], list[dict]] = {}
         names = list(rows)
         for repeat in range(args.repeats):
             for config in args.configs:
-                hidden, batch_size = CONFIGS[config]
+                hidden, batch_size, cnn, samples = CONFIGS[config]
                 # Rotated, so that no row always runs first or after the same one.
                 shift = repeat % len(names)
                 for name in names[shift:] + names[:shift]:
-                    run = timed(*rows[name], hidden, batch_size)
+                    run = timed(*rows[name][cnn], hidden, batch_size, cnn, samples)
                     runs.setdefault((config, name), []).append(run)
                     print(
                         f"repeat {repeat + 1}/{args.repeats} {config:<10} {name}: "
@@ -120,7 +140,7 @@ def main() -> None:
                 {
                     "config": config,
                     "row": name,
-                    "samples_per_s": N_TRAIN / epoch,
+                    "samples_per_s": CONFIGS[config][3] / epoch,
                     "epoch_s": epoch,
                     "epoch_s_per_repeat": epochs,
                     "spread": (max(epochs) - min(epochs)) / epoch,

@@ -17,21 +17,28 @@ import os
 import resource
 import sys
 import time
+from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
 import numpy as np  # noqa: E402
 
-N_TRAIN, N_TEST, FEATURES, CLASSES = 57_344, 1_024, 784, 10
+N_TRAIN, N_TEST, SHAPE, CLASSES = 57_344, 1_024, (28, 28), 10
+# README's first edit, as the lines it adds to build_model after `preprocess`.
+README_CNN = (
+    '    x = layers.Conv2D(32, 3, padding="same", activation="relu")(x)\n'
+    "    x = layers.MaxPooling2D()(x)\n"
+)
+CNN_FILTERS = 32
 
 
 def synthetic_mnist(n_train: int = N_TRAIN) -> dict[str, np.ndarray]:
     """MNIST-shaped raw pixels and labels; speed does not depend on the values."""
     rng = np.random.default_rng(0)
     return {
-        "x_train": rng.integers(0, 256, (n_train, FEATURES), dtype=np.uint8),
+        "x_train": rng.integers(0, 256, (n_train, *SHAPE), dtype=np.uint8),
         "y_train": rng.integers(0, CLASSES, n_train, dtype=np.uint8),
-        "x_test": rng.integers(0, 256, (N_TEST, FEATURES), dtype=np.uint8),
+        "x_test": rng.integers(0, 256, (N_TEST, *SHAPE), dtype=np.uint8),
         "y_test": rng.integers(0, CLASSES, N_TEST, dtype=np.uint8),
         "sample_weight_train": rng.uniform(0, 2, n_train).astype(np.float32),
     }
@@ -52,8 +59,12 @@ class EpochClock:
         return [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
-def run_project(package: str, arrays, hidden, batch_size, epochs) -> list[float]:
+def run_project(package: str, arrays, hidden, batch_size, epochs, cnn) -> list[float]:
+    """`cnn`: the package was rendered with README_CNN in its model.py."""
     pkg = importlib.import_module(package)
+    has_cnn = README_CNN in Path(pkg.model.__file__).read_text()
+    if has_cnn != cnn:
+        raise SystemExit(f"{package}: model.py {'has' if has_cnn else 'lacks'} the CNN")
     data = pkg.data.from_arrays(arrays)
     model = pkg.model.build_model(
         data.input_shape,
@@ -77,12 +88,17 @@ def run_project(package: str, arrays, hidden, batch_size, epochs) -> list[float]
     return clock.seconds()
 
 
-def run_stock(arrays, hidden, batch_size, epochs) -> list[float]:
+def run_stock(arrays, hidden, batch_size, epochs, cnn: bool) -> list[float]:
     import keras
 
     x = arrays["x_train"].astype(np.float32)
-    inputs = keras.Input((FEATURES,))
+    inputs = keras.Input(SHAPE)
     h = keras.layers.Normalization(axis=None, mean=x.mean(), variance=x.var())(inputs)
+    h = keras.layers.Reshape((*SHAPE, 1))(h)
+    if cnn:
+        h = keras.layers.Conv2D(CNN_FILTERS, 3, padding="same", activation="relu")(h)
+        h = keras.layers.MaxPooling2D()(h)
+    h = keras.layers.Flatten()(h)
     for units in hidden:
         h = keras.layers.Dense(units, activation="relu")(h)
     model = keras.Model(inputs, keras.layers.Dense(CLASSES)(h))
@@ -105,13 +121,21 @@ def run_stock(arrays, hidden, batch_size, epochs) -> list[float]:
     return clock.seconds()
 
 
-def run_reference(arrays, hidden, batch_size, epochs) -> list[float]:
+def run_reference(arrays, hidden, batch_size, epochs, cnn: bool) -> list[float]:
     from benchmarks import reference
 
     x = arrays["x_train"].astype(np.float32) / 255.0
     y = arrays["y_train"].astype(np.int32)
     clock = EpochClock()
-    reference.train(x, y, hidden, batch_size, epochs, on_epoch_end=clock.tick)
+    reference.train(
+        x,
+        y,
+        hidden,
+        batch_size,
+        epochs,
+        conv_filters=CNN_FILTERS if cnn else 0,
+        on_epoch_end=clock.tick,
+    )
     return clock.seconds()
 
 
@@ -123,9 +147,10 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, required=True)
     parser.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--samples", type=int, default=N_TRAIN, help="training rows")
+    parser.add_argument("--cnn", action="store_true", help="README's CNN, not the MLP")
     args = parser.parse_args()
     arrays = synthetic_mnist(args.samples)
-    shape = (tuple(args.hidden), args.batch_size, args.epochs)
+    shape = (tuple(args.hidden), args.batch_size, args.epochs, args.cnn)
     if args.row == "stock":
         seconds = run_stock(arrays, *shape)
     elif args.row == "reference":

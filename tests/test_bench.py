@@ -8,11 +8,15 @@ later bench run.
 """
 
 import json
+import shutil
 import subprocess
 import sys
 
 import pytest
 from conftest import ROOT
+
+from benchmarks.run import add_readme_cnn
+from benchmarks.worker import README_CNN
 
 EPOCHS = 3
 
@@ -40,3 +44,21 @@ def test_worker_times_each_epoch_of_stock_fit():
     run = worker("stock")
     assert len(run["epoch_s"]) == EPOCHS
     assert all(seconds > 0 for seconds in run["epoch_s"])
+
+
+def test_the_cnn_config_times_the_readmes_first_edit(rendered, tmp_path):
+    project = rendered["scratch-manual"]
+    # The bench adds exactly the lines the rendered README tells users to add.
+    assert README_CNN in (project / "README.md").read_text()
+    edited = shutil.copytree(project, tmp_path / "cnn")
+    add_readme_cnn(edited / "src" / "digits_classifier" / "model.py")
+    run = worker("digits_classifier", "--src", str(edited / "src"), "--cnn")
+    assert len(run["epoch_s"]) == EPOCHS
+    stock = worker("stock", "--cnn")
+    assert len(stock["epoch_s"]) == EPOCHS
+    # A project without the edit is refused, not timed as if it were a CNN.
+    command = [sys.executable, "-m", "benchmarks.worker", "--row", "digits_classifier"]
+    command += ["--src", str(project / "src"), "--cnn", "--hidden", "8"]
+    command += ["--batch-size", "256", "--samples", "1024", "--epochs", "1"]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode != 0 and "lacks the CNN" in done.stderr
