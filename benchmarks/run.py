@@ -40,8 +40,8 @@ CONFIGS = {  # name: (hidden units, batch size, README's CNN in front, samples)
     "mlp-b32": ((64, 64), 32, False, N_TRAIN),
     "mlp-b256": ((64, 64), 256, False, N_TRAIN),
     "wide-b256": ((512, 512), 256, False, N_TRAIN),
-    # XLA's CPU convolutions make an epoch of the CNN about 300x the MLP's on
-    # 2 cores: 2,048 samples (16 steps) keep a run near 20 seconds.
+    # On 2 CPU cores a CNN sample costs several hundred times an MLP sample:
+    # 2,048 samples (16 steps, about 2 s an epoch) keep a run near 20 seconds.
     "cnn-b128": ((64, 64), 128, True, 2_048),
 }
 
