@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import warnings
 from pathlib import Path
 
@@ -25,18 +26,26 @@ def render(
     """
     if vcs_ref is None and (template / ".git").exists():
         vcs_ref = "HEAD"
+    # Copier runs git through plumbum, which logs every command at DEBUG: under
+    # nox (which logs at DEBUG) that was dozens of lines before each session.
+    plumbum = logging.getLogger("plumbum")
+    level = plumbum.level
+    plumbum.setLevel(max(level, logging.INFO))
     with warnings.catch_warnings():
         # Copier warns that a dirty checkout is rendered; that is the point here.
         warnings.simplefilter("ignore")
-        copier.run_copy(
-            str(template),
-            dst,
-            data=dict(data),
-            vcs_ref=vcs_ref,
-            settings=copier.Settings(),
-            defaults=True,
-            overwrite=True,
-            quiet=True,
-            unsafe=False,
-        )
+        try:
+            copier.run_copy(
+                str(template),
+                dst,
+                data=dict(data),
+                vcs_ref=vcs_ref,
+                settings=copier.Settings(),
+                defaults=True,
+                overwrite=True,
+                quiet=True,
+                unsafe=False,
+            )
+        finally:
+            plumbum.setLevel(level)
     return dst

@@ -1,6 +1,7 @@
 """The generator's CLI: list shows the matrix with help texts, diff shows what a
 choice changes, and the README's tour quotes real diff lines."""
 
+import logging
 import re
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from conftest import ROOT
 
 from generator.diff import rendered_diff
 from generator.matrix import by_id
+from generator.render import render
 
 
 def generator(*args):
@@ -67,3 +69,11 @@ def test_readme_tour_quotes_real_diff_lines():
         for line in snippet.splitlines():
             if line != "...":
                 assert line in diff, (a, b, line)
+
+
+def test_rendering_logs_no_git_commands(tmp_path, caplog):
+    """nox logs at DEBUG; Copier's plumbum logged each git command it ran."""
+    with caplog.at_level(logging.DEBUG):
+        render({}, tmp_path / "project")
+    assert not [r for r in caplog.records if r.name.startswith("plumbum")]
+    assert logging.getLogger("plumbum").level == logging.NOTSET  # restored
