@@ -107,9 +107,8 @@ class Guard:
     def __init__(self, config: TrainConfig, train: Split, recipe: dict):
         """`recipe`: the run's `fingerprint.of_run`, which a resume must match."""
         self.config = config
-        self.recipe = recipe
         self.train = train
-        self.steps_per_epoch = math.ceil(len(train) / config.batch_size)
+        self.steps_per_epoch = config.steps_per_epoch(len(train))
         self.directory = config.checkpoint_dir
         self.last_saved: Path | None = None
         self.stop_signal: int | None = None
@@ -305,7 +304,8 @@ class Guard:
                 f"--resume: {path} belongs to a run with other settings: "
                 + ", ".join(changed)
             )
-        changed = fingerprint.changes(settings.get("recipe", {}), self.recipe)
+        recipe = self.settings["recipe"]
+        changed = fingerprint.changes(settings.get("recipe", {}), recipe)
         if changed:
             raise CheckpointError(
                 f"--resume: {path} cannot continue this run: " + "; ".join(changed)
