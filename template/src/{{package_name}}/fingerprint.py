@@ -26,10 +26,10 @@ def of_run(model: keras.Model, optimizer, loss, metrics: list) -> dict[str, obje
     """{part: JSON-able description} for each of PARTS."""
     return {
         "model": [_layer(layer) for layer in _layers(model)],
-        "optimizer": _object(optimizer, keep_name=False),
-        "loss": _object(loss, keep_name=False),
+        "optimizer": describe(optimizer),
+        "loss": describe(loss),
         # A metric's name is its key in the history: part of the run.
-        "metrics": [_object(metric, keep_name=True) for metric in metrics],
+        "metrics": [describe(metric, keep_name=True) for metric in metrics],
     }
 
 
@@ -38,7 +38,7 @@ def changes(saved: dict, now: dict) -> list[str]:
     checkpoint: Adam -> AdamW"; empty when the runs are alike."""
     return [
         f"the {part} changed since the checkpoint: "
-        + _difference(saved[part], now[part], part)
+        + _difference(saved.get(part), now[part], part)
         for part in PARTS
         if saved.get(part) != now[part]
     ]
@@ -66,7 +66,7 @@ def _layer(layer) -> dict:
     }
 
 
-def _object(value, keep_name: bool) -> dict:
+def describe(value, keep_name: bool = False) -> dict:
     """A Keras object's serialized config, plus its code if it is not Keras'."""
     described = _plain(keras.saving.serialize_keras_object(value))
     if not keep_name and isinstance(described.get("config"), dict):
