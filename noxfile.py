@@ -5,7 +5,8 @@ nox -t cpu            those plus every combination's own test suite on CPU
 nox -t gpu            every combination's test suite on an NVIDIA GPU
 nox -s slow           every combination's kill -9 test with 25 kill points
 nox -s demo           render the default project and train it
-nox -s bench          training speed against stock fit() and plain JAX
+nox -s bench          training speed against stock fit() and plain JAX, and how
+                      fast the command line answers
 """
 
 import os
@@ -25,12 +26,18 @@ nox.options.default_venv_backend = "uv|virtualenv"
 nox.options.sessions = ["tests"]
 PYPROJECT = nox.project.load_toml(ROOT / "pyproject.toml")
 
+# Most tests wait on training processes of their own, one core each: xdist
+# runs as many tests at once as there are cores (on CPU only; on a GPU they
+# would share one device's memory). A few tests take minutes: an idle worker
+# steals queued tests from a busy one, so two long ones do not end up in line.
+EVERY_CORE = ["-n", "auto", "--dist", "worksteal"]
+
 
 @nox.session(tags=["cpu"])
 def tests(session: nox.Session) -> None:
     """The template's own tests."""
     session.install(*nox.project.dependency_groups(PYPROJECT, "test"))
-    session.run("pytest", *session.posargs, env={"JAX_PLATFORMS": "cpu"})
+    session.run("pytest", *EVERY_CORE, *session.posargs, env={"JAX_PLATFORMS": "cpu"})
 
 
 # The rendered tests that start several cooperating training processes
@@ -59,6 +66,7 @@ def project(session: nox.Session, combination: str, device: str) -> None:
     session.run(
         "pytest",
         *([] if combination in MULTIPROCESS else ["-m", "not multiprocess"]),
+        *(EVERY_CORE if device == "cpu" else []),
         *session.posargs,
         env={"JAX_PLATFORMS": "cuda" if device == "gpu" else "cpu"},
     )
@@ -100,6 +108,7 @@ def bench(session: nox.Session) -> None:
     if shutil.which("nvidia-smi"):
         session.install("jax[cuda12]")  # the same table, on the GPU
     session.run("python", "-m", "benchmarks.run", *session.posargs)
+    session.run("python", "-m", "benchmarks.startup")
 
 
 def fresh_render(session: nox.Session, answers: dict, name: str) -> Path:

@@ -14,7 +14,9 @@ nox.options.default_venv_backend = "uv|virtualenv"
 @nox.session(name="tests-cpu")
 def tests_cpu(session: nox.Session) -> None:
     session.install(".[test]")
-    session.run("pytest", *session.posargs, env={"JAX_PLATFORMS": "cpu"})
+    # A test mostly waits on a training process of its own: one per core.
+    every_core = ["-n", "auto", "--dist", "worksteal"]
+    session.run("pytest", *every_core, *session.posargs, env={"JAX_PLATFORMS": "cpu"})
 
 
 @nox.session(name="tests-slow")
