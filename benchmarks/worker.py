@@ -61,6 +61,8 @@ class EpochClock:
 
 def run_project(package: str, arrays, hidden, batch_size, epochs, cnn) -> list[float]:
     """`cnn`: the package was rendered with README_CNN in its model.py."""
+    for module in ("checkpoints", "config", "data", "model", "training"):
+        importlib.import_module(f"{package}.{module}")
     pkg = importlib.import_module(package)
     has_cnn = README_CNN in Path(pkg.model.__file__).read_text()
     if has_cnn != cnn:

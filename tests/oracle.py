@@ -34,7 +34,7 @@ def render_package(answers: dict, root: Path, package: str):
     """Renders a combination under its own import name and imports it."""
     project = render({**answers, "package_name": package}, root / package)
     sys.path.insert(0, str(project / "src"))
-    return importlib.import_module(package)
+    return import_package(package)
 
 
 def import_mutant(original: Path, package: str, root: Path, edits):
@@ -59,6 +59,14 @@ def import_mutant(original: Path, package: str, root: Path, edits):
         code = code.replace(old, new)
     training.write_text(code)
     sys.path.insert(0, str(target.parent))
+    return import_package(package)
+
+
+def import_package(package: str):
+    """The package with the modules used here (importing it loads only what
+    `python -m` needs first)."""
+    for module in ("config", "data", "model", "training"):
+        importlib.import_module(f"{package}.{module}")
     return importlib.import_module(package)
 
 

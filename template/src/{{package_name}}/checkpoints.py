@@ -43,6 +43,7 @@ from . import fingerprint, parallel
 from .artifacts import replace_atomically
 from .config import TrainConfig
 from .data import Split
+from .errors import Reported
 
 KEEP = 2
 STATE_PARTS = (
@@ -55,17 +56,19 @@ STATE_PARTS = (
 State = tuple[list, list, list, list]
 
 
-class CheckpointError(Exception):
+class CheckpointError(Reported):
     """A checkpoint directory that cannot be used as asked: exit status 2."""
 
 
-class TrainingStopped(Exception):
+class TrainingStopped(Reported):
     """Training ended early; the command line prints why and exits."""
 
     exit_status = 1
 
 
 class Interrupted(TrainingStopped):
+    label = "stopped"
+
     def __init__(self, signum: int, checkpoint: Path | None):
         name = signal.Signals(signum).name
         if checkpoint is None:
@@ -221,6 +224,11 @@ class Guard:
             )
         print(f"No checkpoint in {self.directory} yet: starting from the beginning.")
         return None
+
+    @property
+    def position(self) -> int:
+        """The global training step the run has reached (or resumes from)."""
+        return self._position
 
     # Internals.
 

@@ -16,10 +16,12 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from .errors import Reported
+
 AXIS = "batch"
 
 
-class ParallelError(Exception):
+class ParallelError(Reported):
     """A device or process setting that cannot work: reported, exit status 2."""
 
 
@@ -58,11 +60,16 @@ class DataParallel:
         return self.mesh.size
 
     def describe(self) -> str:
+        """E.g. "on 1 cpu device (cpu)", "on 4 gpu devices (NVIDIA H100 80GB
+        HBM3), data-parallel in 2 processes"."""
+        device = self.mesh.devices.flat[0]
         processes = jax.process_count()
-        return (
-            f"data-parallel over {self.size} {self.mesh.devices.flat[0].platform} "
-            f"devices in {processes} process{'es' if processes > 1 else ''}"
-        )
+        text = f"on {self.size} {device.platform} device{'s' if self.size > 1 else ''}"
+        text += f" ({device.device_kind})"
+        if self.size > 1:
+            text += f", data-parallel in {processes} process"
+            text += "es" if processes > 1 else ""
+        return text
 
     def replicate(self, tree):
         """A full copy on every device of every array in `tree`."""
