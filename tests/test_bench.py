@@ -62,3 +62,20 @@ def test_the_cnn_config_times_the_readmes_first_edit(rendered, tmp_path):
     command += ["--batch-size", "256", "--samples", "1024", "--epochs", "1"]
     done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert done.returncode != 0 and "lacks the CNN" in done.stderr
+
+
+def test_the_startup_bench_times_every_command_line_row(tmp_path):
+    output = tmp_path / "startup.json"
+    command = [sys.executable, "-m", "benchmarks.startup", "--repeats", "1"]
+    done = subprocess.run(
+        [*command, "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    rows = {row["row"]: row["median_s"] for row in json.loads(output.read_text())}
+    assert "--help" in rows and "python -c 'import keras'" in rows
+    assert all(seconds > 0 for seconds in rows.values())
+    assert "--help" in done.stdout  # the table

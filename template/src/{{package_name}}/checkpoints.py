@@ -217,10 +217,14 @@ class Guard:
             self.last_saved = path
             self._position = checkpoint.epoch * self.steps_per_epoch + checkpoint.step
             return checkpoint
-        if paths:
+        # Set aside by this resume or an earlier one: a second --resume must
+        # not take an empty directory for a run that never started.
+        unreadable = list(self.directory.glob("ckpt-*.npz.corrupt"))
+        if unreadable:
             raise CheckpointError(
-                f"--resume: none of the {len(paths)} checkpoints in "
-                f"{self.directory} is readable"
+                f"--resume: none of the {len(unreadable)} checkpoints in "
+                f"{self.directory} is readable (kept as *.corrupt); remove them, "
+                "or use another --checkpoint-dir, to start over"
             )
         print(f"No checkpoint in {self.directory} yet: starting from the beginning.")
         return None
@@ -327,6 +331,37 @@ class Guard:
                     f"--resume: {path} holds {part} of another model "
                     f"({len(saved)} arrays, shapes {shapes[:3]}...)"
                 )
+        self._check_position(path, checkpoint)
+
+    def _check_position(self, path: Path, checkpoint: Checkpoint) -> None:
+        """Where the checkpoint says the run stood, checked as strictly as a
+        data file: it decides which samples are trained next."""
+        samples = len(self.train)
+        problem = None
+        if not isinstance(checkpoint.epoch, int) or checkpoint.epoch < 0:
+            problem = f"epoch {checkpoint.epoch!r} is not a count from 0"
+        elif not isinstance(checkpoint.step, int) or not (
+            0 <= checkpoint.step < self.steps_per_epoch
+        ):
+            problem = (
+                f"step {checkpoint.step!r} is outside an epoch of "
+                f"{self.steps_per_epoch} steps"
+            )
+        elif checkpoint.order.shape != (samples,) or not np.array_equal(
+            np.sort(checkpoint.order), np.arange(samples)
+        ):
+            problem = f"its sample order is not an order of the {samples} samples"
+        elif (
+            not isinstance(checkpoint.history, dict)
+            or (checkpoint.epoch > 0 and not checkpoint.history)
+            or any(
+                not isinstance(values, list) or len(values) != checkpoint.epoch
+                for values in checkpoint.history.values()
+            )
+        ):
+            problem = f"its history does not hold {checkpoint.epoch} epochs"
+        if problem:
+            raise CheckpointError(f"--resume: {path} is inconsistent: {problem}")
 
 
 class UnreadableCheckpoint(Exception):

@@ -12,6 +12,10 @@ hands JAX only the part of every array that lives on its own devices.
 
 from __future__ import annotations
 
+import math
+import socket
+import time
+
 import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
@@ -25,7 +29,12 @@ class ParallelError(Reported):
     """A device or process setting that cannot work: reported, exit status 2."""
 
 
-def initialize(coordinator: str | None, num_processes: int, process_id: int) -> None:
+def initialize(
+    coordinator: str | None,
+    num_processes: int,
+    process_id: int,
+    join_timeout: float = 300,
+) -> None:
     """Joins a multi-process run; must come before any JAX computation."""
     if num_processes == 1:
         return
@@ -35,10 +44,53 @@ def initialize(coordinator: str | None, num_processes: int, process_id: int) -> 
         raise ParallelError(
             f"--process-id {process_id}: must be from 0 to {num_processes - 1}"
         )
+    host, port = _address(coordinator)
+    if process_id != 0:
+        # JAX ends the whole process (SIGABRT, a C++ stack trace) when it
+        # cannot reach the coordinator: make sure it can, first.
+        _wait_for(host, port, join_timeout, coordinator)
     # CPU devices of different processes talk over TCP with gloo; GPUs use
     # NCCL whatever this says.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    jax.distributed.initialize(coordinator, num_processes, process_id)
+    jax.distributed.initialize(
+        coordinator,
+        num_processes,
+        process_id,
+        initialization_timeout=max(1, math.ceil(join_timeout)),
+    )
+
+
+def _address(coordinator: str) -> tuple[str, int]:
+    host, _, port = coordinator.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ParallelError(
+            f"--coordinator {coordinator}: expected HOST:PORT, e.g. 10.0.0.1:1234"
+        )
+    host = host.strip("[]")  # [::1]:1234
+    try:
+        socket.getaddrinfo(host, int(port))
+    except socket.gaierror as e:
+        raise ParallelError(
+            f"--coordinator {coordinator}: unknown host {host} ({e.strerror})"
+        ) from None
+    return host, int(port)
+
+
+def _wait_for(host: str, port: int, timeout: float, coordinator: str) -> None:
+    """Returns once process 0's coordinator accepts connections."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=5):
+                return
+        except OSError as e:
+            if time.monotonic() >= deadline:
+                raise ParallelError(
+                    f"--coordinator {coordinator}: nothing answered within "
+                    f"{timeout:g} s ({e.strerror or e}); is process 0 running "
+                    "there? (--join-timeout to wait longer)"
+                ) from None
+        time.sleep(0.5)
 
 
 def is_main_process() -> bool:
