@@ -72,18 +72,25 @@ def test_a_hostile_name_renders_a_valid_project(tmp_path, name):
 
 
 def test_a_hostile_name_builds_a_wheel_with_it(tmp_path):
-    # What `pip install` does first: build the wheel, whose metadata holds
-    # the description. Offline: hatchling is installed beside these tests.
+    # What `pip install` does first: ask the build backend (hatchling, as
+    # pyproject.toml names it) for a wheel, whose metadata holds the
+    # description. Offline: hatchling is installed beside these tests.
     name = 'He said "hi" \\ C:\\new'
     project = render({"project_name": name}, tmp_path / "p")
+    wheels = tmp_path / "wheel"
     built = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation"]
-        + ["--wheel-dir", str(tmp_path / "wheel"), str(project)],
+        [
+            sys.executable,
+            "-c",
+            "import sys, hatchling.build as b; b.build_wheel(sys.argv[1])",
+        ]
+        + [str(wheels)],
+        cwd=project,
         capture_output=True,
         text=True,
     )
     assert built.returncode == 0, built.stdout + built.stderr
-    (wheel,) = (tmp_path / "wheel").glob("he_said_hi_c_new-*.whl")
+    (wheel,) = wheels.glob("he_said_hi_c_new-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         info = next(n for n in archive.namelist() if n.endswith("METADATA"))
         assert f"Summary: {name}: a Keras 3" in archive.read(info).decode()
