@@ -40,13 +40,16 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *EVERY_CORE, *session.posargs, env={"JAX_PLATFORMS": "cpu"})
 
 
-# The rendered tests that start several cooperating training processes
-# (marked `multiprocess`) run in one combination per loop, the fullest; every
-# combination renders them, and a user's plain `pytest` runs them all.
-MULTIPROCESS = {
+# Two kinds of rendered tests run in one combination per loop, the fullest:
+# `multiprocess` (several cooperating training processes) and `signals`
+# (SIGTERM / Ctrl-C to a training process: checkpoints.py and the loop's call
+# sites, the same in every combination of a loop). Every combination renders
+# them, and a user's plain `pytest` runs them all.
+FULL_SUITE = {
     "train_step-manual-add_loss-sample_weights",
     "scratch-builtin-add_loss-sample_weights",
 }
+ONE_PER_LOOP = "multiprocess or signals"
 
 
 @nox.session
@@ -61,11 +64,11 @@ def project(session: nox.Session, combination: str, device: str) -> None:
     dst = fresh_render(session, by_id(combination).data, combination)
     session.install(f"{dst}[{'cuda,test' if device == 'gpu' else 'test'}]")
     session.chdir(dst)
-    if combination not in MULTIPROCESS:
-        session.log("multiprocess tests: run in " + ", ".join(sorted(MULTIPROCESS)))
+    if combination not in FULL_SUITE:
+        session.log(f"{ONE_PER_LOOP} tests: run in " + ", ".join(sorted(FULL_SUITE)))
     session.run(
         "pytest",
-        *([] if combination in MULTIPROCESS else ["-m", "not multiprocess"]),
+        *([] if combination in FULL_SUITE else ["-m", f"not ({ONE_PER_LOOP})"]),
         *(EVERY_CORE if device == "cpu" else []),
         *session.posargs,
         env={"JAX_PLATFORMS": "cuda" if device == "gpu" else "cpu"},

@@ -93,7 +93,11 @@ MARKERS = {
         "class Classifier",
         "class LiveBar",
     ],
-    ("training_loop", "scratch"): ["def _eval_step(", "class Trainer", "bar.update(step"],
+    ("training_loop", "scratch"): [
+        "def _eval_step(",
+        "class Trainer",
+        "bar.update(step",
+    ],
     ("metrics", "builtin"): ["_loss_tracker.update_state", "compute_metrics("],
     ("metrics", "manual"): [
         "self.loss_fn",

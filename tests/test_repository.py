@@ -35,15 +35,15 @@ def test_reserved_names_cover_keywords_and_the_stdlib():
     assert {"keras", "jax", "jaxlib", "numpy", "pytest"} <= set(reserved["modules"])
 
 
-def test_multiprocess_tests_run_in_one_combination_of_each_loop():
-    """nox runs the rendered `multiprocess` tests in MULTIPROCESS only: one
-    combination per training loop, each of which must exist."""
+def test_one_per_loop_tests_run_in_one_combination_of_each_loop():
+    """nox runs the rendered `multiprocess` and `signals` tests in FULL_SUITE
+    only: one combination per training loop, each of which must exist."""
     tree = ast.parse((ROOT / "noxfile.py").read_text())
     [chosen] = [
         ast.literal_eval(node.value)
         for node in tree.body
         if isinstance(node, ast.Assign)
-        and getattr(node.targets[0], "id", None) == "MULTIPROCESS"
+        and getattr(node.targets[0], "id", None) == "FULL_SUITE"
     ]
     loops = sorted(by_id(cid).data["training_loop"] for cid in chosen)
     assert loops == ["scratch", "train_step"]
