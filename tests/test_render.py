@@ -132,3 +132,16 @@ def test_no_tensorflow_and_no_downloads(rendered, cid):
         text = path.read_text()
         for word in ("tensorflow", "tf.data", "load_data(", "urllib", "http://"):
             assert word not in text, (path, word)
+
+
+def test_first_contact_details(rendered):
+    # Issue "First contact": what the README's own examples write is ignored
+    # by git; the README says how to get nox and how `copier update` works.
+    project = rendered["train_step-builtin"]
+    ignored = (project / ".gitignore").read_text().splitlines()
+    assert {"predictions.csv", "predictions.npz", "runs/"} <= set(ignored)
+    readme = (project / "README.md").read_text()
+    for phrase in ("pip install nox", "copier update --defaults", "--skip-answered"):
+        assert phrase in readme, phrase
+    cli = (project / PACKAGE / "cli.py").read_text()
+    assert "train|evaluate|predict|doctor" in cli.splitlines()[0]
