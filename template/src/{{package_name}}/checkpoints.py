@@ -40,7 +40,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from . import fingerprint, parallel
-from .artifacts import replace_atomically
+from .artifacts import replace_atomically, require_writable_directory
 from .config import TrainConfig
 from .data import Split
 from .errors import Reported
@@ -237,13 +237,7 @@ class Guard:
     # Internals.
 
     def _open_directory(self) -> None:
-        try:
-            self.directory.mkdir(parents=True, exist_ok=True)
-        except OSError as e:
-            raise CheckpointError(
-                f"--checkpoint-dir {self.directory}: cannot create directory "
-                f"({e.strerror})"
-            ) from None
+        require_writable_directory(self.directory, "--checkpoint-dir", CheckpointError)
         # A write killed before its rename leaves a temporary file; never read.
         if parallel.is_main_process():
             for leftover in self.directory.glob(".ckpt-*"):
