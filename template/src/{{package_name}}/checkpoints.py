@@ -231,7 +231,8 @@ class Guard:
 
     @property
     def position(self) -> int:
-        """The global training step the run has reached (or resumes from)."""
+        """The global training step the run has reached (or resumes from), as
+        of the last `after_step`: an epoch's end once its last step is in."""
         return self._position
 
     # Internals.

@@ -34,7 +34,7 @@ def run() -> int:
     row("backend", backend)
     for device in jax.devices():
         row("device", f"{device.id}: {device.device_kind} ({device.platform})")
-    if shutil.which("nvidia-smi") is None:
+    if gpus is None:
         row("nvidia gpus", "nvidia-smi not found: no NVIDIA driver here")
     else:
         row("nvidia gpus", "; ".join(gpus) or "none listed by nvidia-smi")
@@ -63,10 +63,10 @@ def version(package: str) -> str:
         return "not installed"
 
 
-def nvidia_gpus() -> list[str]:
-    """The GPUs `nvidia-smi` lists, by name; none without the tool or a driver."""
+def nvidia_gpus() -> list[str] | None:
+    """The GPUs `nvidia-smi` lists, by name; None without the tool."""
     if shutil.which("nvidia-smi") is None:
-        return []
+        return None
     try:
         listed = subprocess.run(
             ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],

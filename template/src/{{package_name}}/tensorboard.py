@@ -30,7 +30,7 @@ class Board:
             self.writer = SummaryWriter(
                 str(directory), purge_step=first_step, flush_secs=10
             )
-        self.rate = learning_rate(optimizer)
+            self.rate = learning_rate(optimizer)
         # The logs of the newest call are written when the next one arrives
         # (or the epoch ends): reading them sooner would make Python wait for
         # that call to finish before it could dispatch the next one.
