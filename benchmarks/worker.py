@@ -2,7 +2,9 @@
 
 Prints one JSON line: the wall time of every epoch, each measured from the
 previous epoch's end (the first from the start of the training call, so it
-includes compiling), and the process's peak resident memory.
+includes compiling), and the process's peak resident memory: all of it
+(ru_maxrss, which counts the pages of a memory-mapped file that are resident)
+and its anonymous part alone (RssAnon, sampled every 20 ms).
 
 Every row ends each epoch on the host (its loss and validation results are
 Python floats by then), so consecutive epoch ends bracket exactly one epoch.
@@ -16,6 +18,7 @@ import json
 import os
 import resource
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -59,15 +62,36 @@ class EpochClock:
         return [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
 
 
+class PeakAnonymousMemory:
+    """The highest RssAnon of this process, sampled in a background thread."""
+
+    def __init__(self, interval: float = 0.02):
+        self.peak_kb = 0
+        thread = threading.Thread(target=self._sample, args=(interval,), daemon=True)
+        thread.start()
+
+    def _sample(self, interval: float) -> None:
+        while True:
+            with open("/proc/self/status") as status:
+                for line in status:
+                    if line.startswith("RssAnon:"):
+                        self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+            time.sleep(interval)
+
+
 def run_project(package: str, arrays, hidden, batch_size, epochs, cnn) -> list[float]:
-    """`cnn`: the package was rendered with README_CNN in its model.py."""
+    """`cnn`: the package was rendered with README_CNN in its model.py.
+    `arrays` may instead be a data directory's path, which the project streams."""
     for module in ("checkpoints", "config", "data", "model", "training"):
         importlib.import_module(f"{package}.{module}")
     pkg = importlib.import_module(package)
     has_cnn = README_CNN in Path(pkg.model.__file__).read_text()
     if has_cnn != cnn:
         raise SystemExit(f"{package}: model.py {'has' if has_cnn else 'lacks'} the CNN")
-    data = pkg.data.from_arrays(arrays)
+    if isinstance(arrays, Path):
+        data = pkg.data.load(arrays)
+    else:
+        data = pkg.data.from_arrays(arrays)
     model = pkg.model.build_model(
         data.input_shape,
         data.num_classes,
@@ -150,8 +174,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, required=True)
     parser.add_argument("--samples", type=int, default=N_TRAIN, help="training rows")
     parser.add_argument("--cnn", action="store_true", help="README's CNN, not the MLP")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="a data directory: a project streams it, stock fit() loads it",
+    )
     args = parser.parse_args()
-    arrays = synthetic_mnist(args.samples)
+    memory = PeakAnonymousMemory()
+    if args.data_dir is None:
+        arrays = synthetic_mnist(args.samples)
+    elif args.row == "stock":
+        arrays = {p.stem: np.load(p) for p in args.data_dir.glob("*.npy")}
+    else:
+        arrays = args.data_dir
     shape = (tuple(args.hidden), args.batch_size, args.epochs, args.cnn)
     if args.row == "stock":
         seconds = run_stock(arrays, *shape)
@@ -163,7 +198,12 @@ def main() -> None:
     if len(seconds) != args.epochs:
         raise SystemExit(f"timed {len(seconds)} epoch ends, expected {args.epochs}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"epoch_s": seconds, "peak_rss_mb": peak_mb}))
+    anon_mb = memory.peak_kb / 1024
+    print(
+        json.dumps(
+            {"epoch_s": seconds, "peak_rss_mb": peak_mb, "peak_rss_anon_mb": anon_mb}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -23,10 +23,12 @@ EXPECTED_FILES = {
     f"{PACKAGE}/checkpoints.py",
     f"{PACKAGE}/cli.py",
     f"{PACKAGE}/config.py",
+    f"{PACKAGE}/convert.py",
     f"{PACKAGE}/data.py",
     f"{PACKAGE}/digits.npz",
     f"{PACKAGE}/doctor.py",
     f"{PACKAGE}/errors.py",
+    f"{PACKAGE}/feeds.py",
     f"{PACKAGE}/fingerprint.py",
     f"{PACKAGE}/model.py",
     f"{PACKAGE}/parallel.py",
@@ -144,4 +146,4 @@ def test_first_contact_details(rendered):
     for phrase in ("pip install nox", "copier update --defaults", "--skip-answered"):
         assert phrase in readme, phrase
     cli = (project / PACKAGE / "cli.py").read_text()
-    assert "train|evaluate|predict|doctor" in cli.splitlines()[0]
+    assert "train|evaluate|predict|convert|doctor" in cli.splitlines()[0]

@@ -134,9 +134,11 @@ class DataParallel:
         is replicated instead: every device computes all of it, so the result
         is exact, and it is one step per epoch.
         """
-        rows = index.shape[1]
-        even = rows % self.size == 0
-        return self._place(index, self.split_rows if even else self.replicated)
+        return self._place(index, self.batch_sharding(index.shape[1]))
+
+    def batch_sharding(self, batch_size: int) -> NamedSharding:
+        """How `batches` places (steps, batch, ...) arrays of this batch size."""
+        return self.split_rows if batch_size % self.size == 0 else self.replicated
 
     def _place(self, value, sharding: NamedSharding):
         # Already there: no copy. Equal, not merely equivalent: an array the

@@ -1,0 +1,111 @@
+"""`convert FILE.npz DIR`: a data directory from an `.npz`, in bounded memory.
+
+Each array of an `.npz` is a complete `.npy` file inside a zip archive, so the
+conversion copies each member out, decompressing it a megabyte at a time: no
+array is ever held in memory, whatever its size. The directory is built under
+a temporary name beside DIR, checked as `train --data DIR` would check it,
+and only then renamed into place: an interrupted or refused conversion leaves
+no DIR behind, and its temporary directory is removed by the next `convert`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zipfile
+from pathlib import Path
+
+from . import data as data_lib
+from .data import DataError
+
+COPY_CHUNK = 2**20
+
+
+def convert(source: Path, destination: Path) -> list[str]:
+    """Writes `destination`/<array>.npy for each array of `source`; returns
+    the names of the arrays written."""
+    if destination.exists() and not _is_empty_directory(destination):
+        raise DataError(
+            f"{destination}: already exists; choose a new directory or remove it"
+        )
+    parent = destination.absolute().parent
+    if not parent.is_dir():
+        raise DataError(f"{destination}: no such directory {parent}")
+    _remove_leftovers(parent, destination.name)
+    try:
+        f = source.open("rb")
+    except OSError as e:
+        raise DataError(f"{source}: cannot read it ({e.strerror or e})") from None
+    with f:
+        try:
+            data_lib.check_sizes(f, str(source))
+            f.seek(0)
+            with zipfile.ZipFile(f) as archive:
+                members = {
+                    info.filename[: -len(".npy")]: info
+                    for info in archive.infolist()
+                    if info.filename[: -len(".npy")] in data_lib.KNOWN
+                }
+                _check_free_space(parent, destination, members.values())
+                tmp = parent / f".{destination.name}.converting-{os.getpid()}"
+                _build(archive, members, tmp, source)
+        except DataError:
+            raise
+        except (zipfile.BadZipFile, EOFError, ValueError) as e:
+            raise DataError(f"{source}: not a readable .npz file ({e})") from None
+    if destination.exists():
+        destination.rmdir()  # empty, checked above
+    tmp.rename(destination)
+    return sorted(members)
+
+
+def _build(archive: zipfile.ZipFile, members: dict, tmp: Path, source: Path) -> None:
+    """Copies each member to `tmp`/<name>.npy and checks the result; removes
+    `tmp` again on any failure."""
+    try:
+        tmp.mkdir()
+        for name, info in members.items():
+            with archive.open(info) as member, (tmp / f"{name}.npy").open("wb") as out:
+                shutil.copyfileobj(member, out, COPY_CHUNK)
+        # Every check of `train --data DIR`, a block at a time.
+        data_lib.from_arrays(data_lib.read_directory(tmp), name=str(source))
+    except OSError as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(
+            f"{tmp.parent}: cannot write there ({e.strerror or e})"
+        ) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def _is_empty_directory(path: Path) -> bool:
+    return path.is_dir() and not any(path.iterdir())
+
+
+def _check_free_space(parent: Path, destination: Path, members) -> None:
+    needed = sum(info.file_size for info in members)
+    free = shutil.disk_usage(parent).free
+    if needed > free:
+        raise DataError(
+            f"{destination}: needs {needed / 2**30:.2f} GiB, but only "
+            f"{free / 2**30:.2f} GiB are free there"
+        )
+
+
+def _remove_leftovers(parent: Path, name: str) -> None:
+    """Temporary directories of conversions to this name whose process is gone."""
+    for leftover in parent.glob(f".{name}.converting-*"):
+        pid = leftover.name.rpartition("-")[2]
+        if pid.isdigit() and not _running(int(pid)):
+            shutil.rmtree(leftover, ignore_errors=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True

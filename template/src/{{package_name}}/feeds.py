@@ -1,0 +1,216 @@
+"""How batches reach the compiled steps: from copies on the devices, or streamed.
+
+Both training loops draw an epoch's sample order, cut it into calls of several
+steps each (`chunks`), and hand every call to a feed, which returns the
+arguments of the compiled steps: `(data, xs)`, scanned as
+
+    batch = tuple(array[x] for array in data) if data else x
+
+- `InMemory`: the split's arrays go to every device once for the whole run,
+  and each call gets rows of sample indices, gathered on the device. The fast
+  path, for data that fits.
+- `Streamed`: the split's x is memory-mapped (a data directory, see data.py).
+  A background thread gathers each call's samples from the files, a few calls
+  ahead of the training, and places them on the devices already split along
+  the batch: each process reads only the samples of its own devices' share of
+  every batch, and nothing holds more than a few calls' worth of samples.
+
+The same order gives the same batches either way, so a streamed run trains to
+the same weights as an in-memory one, and resumes the same way.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import queue
+import threading
+from collections.abc import Iterator
+
+import jax
+import numpy as np
+
+from . import parallel
+from .data import DataError, Split, device_dtype, row_blocks
+
+# A streamed call holds at most this many bytes of samples (fewer steps per
+# call for large samples), and this many calls are read ahead of the training.
+CALL_BYTES = 32 * 2**20
+READ_AHEAD = 3
+# Samples this process has streamed, by file: `train` reports them in a
+# multi-process run, where each process reads only its own share.
+SAMPLES_READ: collections.Counter[str] = collections.Counter()
+
+
+def arrays(split: Split, weighted: bool = True) -> tuple[np.ndarray, ...]:
+    """The arrays a step takes, in the order of Split's fields: x, y, then any
+    per-sample weights unless `weighted` is False."""
+    fields = tuple(getattr(split, field.name) for field in dataclasses.fields(split))
+    return fields if weighted else fields[:2]
+
+
+def for_split(
+    split: Split, placement: parallel.DataParallel, weighted: bool = True
+) -> InMemory | Streamed:
+    """The feed a split needs: streamed when its x is memory-mapped."""
+    feed = Streamed if split.streamed else InMemory
+    return feed(arrays(split, weighted), placement)
+
+
+def chunks(order: np.ndarray, batch_size: int, done: int, steps_per_call: int):
+    """Yields (steps done after it, index rows) for the calls of one epoch.
+
+    Full batches go `steps_per_call` at a time from step `done` on, and then
+    any last short batch alone: trained, not dropped, and compiled once for
+    the run because its shape is the same every epoch.
+    """
+    full = len(order) // batch_size
+    rows = order[: full * batch_size].reshape(full, batch_size)
+    for start in range(done, full, steps_per_call):
+        stop = min(start + steps_per_call, full)
+        yield stop, rows[start:stop]
+    if len(order) % batch_size:
+        yield full + 1, order[full * batch_size :][None]
+
+
+class InMemory:
+    """Every sample on every device once; each call gathers its batches there."""
+
+    description = "in memory"
+
+    def __init__(
+        self, arrays: tuple[np.ndarray, ...], placement: parallel.DataParallel
+    ):
+        self.placement = placement
+        self.data = placement.replicate(arrays)
+
+    def steps_per_call(self, batch_size: int, wanted: int) -> int:
+        return wanted
+
+    def calls(self, order, batch_size: int, done: int, steps_per_call: int) -> Iterator:
+        """Yields (steps done after it, index rows, (data, xs)) for each call."""
+        for stop, rows in chunks(order, batch_size, done, steps_per_call):
+            yield stop, rows, (self.data, self.placement.batches(rows))
+
+
+class Streamed:
+    """Batches read from memory-mapped arrays by a background thread, each
+    process reading only its own devices' share."""
+
+    description = "streamed from disk"
+
+    def __init__(
+        self, arrays: tuple[np.ndarray, ...], placement: parallel.DataParallel
+    ):
+        self.arrays = arrays
+        self.placement = placement
+        self.dtypes = [device_dtype(array.dtype) for array in arrays]
+
+    def steps_per_call(self, batch_size: int, wanted: int) -> int:
+        """`wanted`, or fewer steps where a call would hold over CALL_BYTES:
+        a divisor of `wanted` where one is near, so that calls still end where
+        `wanted` would end them (at every checkpoint step)."""
+        sample_bytes = sum(
+            dtype.itemsize * int(np.prod(array.shape[1:]))
+            for array, dtype in zip(self.arrays, self.dtypes, strict=True)
+        )
+        fits = max(1, CALL_BYTES // (sample_bytes * batch_size))
+        if wanted <= fits:
+            return wanted
+        divisor = max(n for n in range(1, fits + 1) if wanted % n == 0)
+        return divisor if 2 * divisor >= fits else fits
+
+    def calls(self, order, batch_size: int, done: int, steps_per_call: int) -> Iterator:
+        """Yields (steps done after it, index rows, ((), batches)) for each call,
+        read ahead by a background thread."""
+        steps_per_call = self.steps_per_call(batch_size, steps_per_call)
+        plan = chunks(order, batch_size, done, steps_per_call)
+        ready: queue.Queue = queue.Queue(maxsize=READ_AHEAD)
+        stopping = threading.Event()
+
+        def read_ahead() -> None:
+            try:
+                for stop, rows in plan:
+                    item = (stop, rows, ((), self.batches(rows)))
+                    while not stopping.is_set():
+                        try:
+                            ready.put(item, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stopping.is_set():
+                        return
+                ready.put(None)  # the end of the epoch
+            except BaseException as error:  # reported in the training thread
+                ready.put(error)
+
+        reader = threading.Thread(target=read_ahead, name="feed", daemon=True)
+        reader.start()
+        try:
+            while (item := ready.get()) is not None:
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            # An epoch cut short (a stop, an error): let the reader go.
+            stopping.set()
+            reader.join()
+
+    def batches(self, rows: np.ndarray) -> tuple[jax.Array, ...]:
+        """The samples of `rows`, (steps, batch, ...) per array, placed as
+        `placement.batches` places index rows."""
+        sharding = self.placement.batch_sharding(rows.shape[1])
+        return tuple(
+            jax.make_array_from_callback(
+                (*rows.shape, *array.shape[1:]),
+                sharding,
+                _Reader(array, dtype, rows),
+            )
+            for array, dtype in zip(self.arrays, self.dtypes, strict=True)
+        )
+
+
+class _Reader:
+    """The callback that fills one device's part of a batch array.
+
+    JAX asks once per local device; devices that hold the same part (a
+    replicated short batch) share one read.
+    """
+
+    def __init__(self, array: np.ndarray, dtype: np.dtype, rows: np.ndarray):
+        self.array, self.dtype, self.rows = array, dtype, rows
+        self.parts = {}
+
+    def __call__(self, index: tuple[slice, ...]) -> np.ndarray:
+        key = tuple((part.start, part.stop) for part in index[:2])
+        if key not in self.parts:
+            self.parts[key] = self._read(self.rows[index[:2]])
+        return self.parts[key]
+
+    def _read(self, rows: np.ndarray) -> np.ndarray:
+        flat = rows.ravel()
+        # In file order, a sequential read; then back to the batch's order.
+        ascending = np.argsort(flat, kind="stable")
+        try:
+            samples = self.array[flat[ascending]]
+        except OSError as e:
+            name = getattr(self.array, "filename", "data")
+            raise DataError(f"{name}: reading failed ({e})") from None
+        result = np.empty_like(samples, dtype=self.dtype)
+        result[ascending] = samples
+        SAMPLES_READ[getattr(self.array, "filename", "data")] += len(flat)
+        return result.reshape(*rows.shape, *self.array.shape[1:])
+
+
+def predict_logits(model, x: np.ndarray, batch_size: int) -> np.ndarray:
+    """The model's logits for every sample of `x`, reading a block of rows at a
+    time: a memory-mapped x is never loaded whole."""
+    blocks = [
+        model.predict(
+            block.astype(device_dtype(block.dtype), copy=False),
+            batch_size=batch_size,
+            verbose=0,
+        )
+        for block in row_blocks(x)
+    ]
+    return np.concatenate(blocks)
