@@ -5,8 +5,9 @@ nox -t cpu            those plus every combination's own test suite on CPU
 nox -t gpu            every combination's test suite on an NVIDIA GPU
 nox -s slow           every combination's kill -9 test with 25 kill points
 nox -s demo           render the default project and train it
-nox -s bench          training speed against stock fit() and plain JAX, and how
-                      fast the command line answers
+nox -s bench          training speed against stock fit() and plain JAX, memory
+                      and speed when streaming from disk, and how fast the
+                      command line answers
 """
 
 import os
@@ -40,16 +41,18 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *EVERY_CORE, *session.posargs, env={"JAX_PLATFORMS": "cpu"})
 
 
-# Two kinds of rendered tests run in one combination per loop, the fullest:
-# `multiprocess` (several cooperating training processes) and `signals`
-# (SIGTERM / Ctrl-C to a training process: checkpoints.py and the loop's call
-# sites, the same in every combination of a loop). Every combination renders
-# them, and a user's plain `pytest` runs them all.
+# Three kinds of rendered tests run in one combination per loop, the fullest:
+# `multiprocess` (several cooperating training processes), `signals`
+# (SIGTERM / Ctrl-C to a training process: checkpoints.py, saving.py and the
+# loop's call sites, the same in every combination of a loop) and `faults`
+# (a held lock, a failed write: locks.py, saving.py, cli.py, the same
+# everywhere). Every combination renders them, and a user's plain `pytest`
+# runs them all.
 FULL_SUITE = {
     "train_step-manual-add_loss-sample_weights",
     "scratch-builtin-add_loss-sample_weights",
 }
-ONE_PER_LOOP = "multiprocess or signals"
+ONE_PER_LOOP = "multiprocess or signals or faults"
 
 
 @nox.session
@@ -111,6 +114,7 @@ def bench(session: nox.Session) -> None:
     if shutil.which("nvidia-smi"):
         session.install("jax[cuda12]")  # the same table, on the GPU
     session.run("python", "-m", "benchmarks.run", *session.posargs)
+    session.run("python", "-m", "benchmarks.streaming")
     session.run("python", "-m", "benchmarks.startup")
 
 

@@ -79,3 +79,23 @@ def test_the_startup_bench_times_every_command_line_row(tmp_path):
     assert "--help" in rows and "python -c 'import keras'" in rows
     assert all(seconds > 0 for seconds in rows.values())
     assert "--help" in done.stdout  # the table
+
+
+def test_the_worker_streams_a_data_directory_and_measures_anonymous_memory(
+    rendered, tmp_path
+):
+    # The streaming bench's rows: a project training from a data directory
+    # (which it streams) and stock fit() loading the same directory.
+    from benchmarks.streaming import write_directory
+
+    directory = tmp_path / "data"
+    assert write_directory(directory, 1024, (28, 28)) > 1024 * 784
+    project = rendered["scratch-manual"]
+    run = worker(
+        "digits_classifier", "--src", str(project / "src"), "--data-dir", str(directory)
+    )
+    assert len(run["epoch_s"]) == EPOCHS
+    # RssAnon excludes the file's pages that the memory map brought in.
+    assert 0 < run["peak_rss_anon_mb"] <= run["peak_rss_mb"]
+    stock = worker("stock", "--data-dir", str(directory))
+    assert len(stock["epoch_s"]) == EPOCHS

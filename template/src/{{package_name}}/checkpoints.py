@@ -39,7 +39,11 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from . import fingerprint, parallel
-from .artifacts import replace_atomically, require_writable_directory
+from .artifacts import (
+    replace_atomically,
+    require_free_space,
+    require_writable_directory,
+)
 from .config import TrainConfig
 from .data import Split
 from .errors import Reported
@@ -194,6 +198,13 @@ class Guard:
         optimizer variables differ from it in number or shape is refused.
         Metric variables are not compared; fit() may create them later.
         """
+        if self.directory is not None and parallel.is_main_process():
+            # A checkpoint holds the whole state; room for a new one beside
+            # the newest, so that a full disk is found now, not hours in.
+            size = sum(value.nbytes for part in like for value in part)
+            require_free_space(
+                self.directory, 2 * size + 2**20, "--checkpoint-dir", CheckpointError
+            )
         if self.directory is None or not self.config.resume:
             return None
         paths = self._checkpoint_paths()

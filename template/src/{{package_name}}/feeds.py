@@ -11,12 +11,15 @@ arguments of the compiled steps: `(data, xs)`, scanned as
   path, for data that fits.
 - `Streamed`: the split's x is memory-mapped (a data directory, see data.py).
   A background thread gathers each call's samples from the files in one
-  bulk read per array, a few calls ahead of the training, and places them on the devices already split along
-  the batch: each process reads only the samples of its own devices' share of
-  every batch, and nothing holds more than a few calls' worth of samples.
+  bulk read per array, a few calls ahead of the training, and places them on
+  the devices already split along the batch: each process reads only the
+  samples of its own devices' share of every batch, and nothing holds more
+  than a few calls' worth of samples.
 
-The same order gives the same batches either way, so a streamed run trains to
-the same weights as an in-memory one, and resumes the same way.
+The loops hand each call's outputs back (`dispatched`), which lets a streamed
+feed bound the calls in flight. The same order gives the same batches either
+way, so a streamed run trains to the same weights as an in-memory one, and
+resumes the same way.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ from .data import DataError, Split, device_dtype, row_blocks
 # call for large samples), and this many calls are read ahead of the training.
 CALL_BYTES = 32 * 2**20
 READ_AHEAD = 3
+# Calls dispatched to the devices and not yet finished, at most: JAX returns
+# from a call at once, so without a bound the loop would queue every call of
+# an epoch, each holding its samples (the whole dataset, in memory).
+IN_FLIGHT = 2
 # Samples this process has streamed, by file: `train` reports them in a
 # multi-process run, where each process reads only its own share.
 SAMPLES_READ: collections.Counter[str] = collections.Counter()
@@ -92,6 +99,9 @@ class InMemory:
         for stop, rows in chunks(order, batch_size, done, steps_per_call):
             yield stop, rows, (self.data, self.placement.batches(rows))
 
+    def dispatched(self, outputs) -> None:
+        """Each call's outputs, once dispatched: nothing to hold back here."""
+
 
 class Streamed:
     """Batches read from memory-mapped arrays by a background thread, each
@@ -105,6 +115,7 @@ class Streamed:
         self.arrays = arrays
         self.placement = placement
         self.dtypes = [device_dtype(array.dtype) for array in arrays]
+        self.in_flight = collections.deque()
 
     def steps_per_call(self, batch_size: int, wanted: int) -> int:
         """`wanted`, or fewer steps where a call would hold over CALL_BYTES:
@@ -155,6 +166,13 @@ class Streamed:
             # An epoch cut short (a stop, an error): let the reader go.
             stopping.set()
             reader.join()
+
+    def dispatched(self, outputs) -> None:
+        """Each call's outputs, once dispatched: waits until at most IN_FLIGHT
+        calls are unfinished, so that at most that many hold their samples."""
+        self.in_flight.append(outputs)
+        while len(self.in_flight) > IN_FLIGHT:
+            jax.block_until_ready(self.in_flight.popleft())
 
     def batches(self, rows: np.ndarray) -> tuple[jax.Array, ...]:
         """The samples of `rows`, (steps, batch, ...) per array, placed as

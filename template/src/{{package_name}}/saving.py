@@ -1,0 +1,179 @@
+"""A run's outputs replaced as one set, with stop signals held meanwhile.
+
+`model.keras`, `history.json`, `history.csv` and `curves.png` belong together:
+an interruption must leave the earlier run's set or the new one, never a mix.
+Saving goes in two phases:
+
+1. Stage: every file is written in full under a temporary name beside its
+   final one and flushed to disk. An interruption here leaves the old set;
+   the temporaries are removed (now, or at the next run's start).
+2. Commit: a journal naming the temporaries is written (atomically), the
+   temporaries are renamed over the old files, and the journal is removed.
+   Should the process die between two renames (kill -9, power loss), the next
+   run's start finds the journal and finishes the renames: the new set.
+
+SIGTERM and Ctrl-C are held from the end of training until the set is in
+place, then reported; a second Ctrl-C abandons a save that has not begun to
+commit, keeping the old set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .errors import Reported
+
+JOURNAL = ".replacing.json"
+# Tests set this to "staged:<file>" or "replacing:<file>": the save then
+# pauses once every file is staged, or after the commit's first rename, with
+# <file> in the output directory until the test removes it. It makes "stopped
+# in the middle of the save" a deterministic test case.
+PAUSE_VARIABLE = f"{__package__.upper()}_PAUSE_IN_SAVE"
+
+
+class Stopped(Reported):
+    """A stop signal before training ended: nothing was saved."""
+
+    label = "stopped"
+
+    def __init__(self, message: str, exit_status: int):
+        super().__init__(message)
+        self.exit_status = exit_status
+
+
+class SignalsHeld:
+    """SIGTERM and SIGINT, from `with` on: before `arm()`, they stop the run
+    at once (the training loop installs its own handlers while it trains);
+    after `arm()`, they wait until the block ends, where `received` names
+    the first one."""
+
+    def __init__(self):
+        self.armed = False
+        self.committing = False
+        self.received: int | None = None
+        self._previous = {}
+
+    def __enter__(self) -> SignalsHeld:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def arm(self) -> None:
+        self.armed = True
+
+    def _handle(self, signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if not self.armed:
+            raise Stopped(f"{name}: stopped; nothing saved", 128 + signum)
+        if self.received == signal.SIGINT == signum and not self.committing:
+            raise KeyboardInterrupt  # a second Ctrl-C: abandon the save
+        self.received = self.received or signum
+        print(
+            f"\n{name} received: finishing the save first"
+            + (" (Ctrl-C again to abandon it)" if signum == signal.SIGINT else ""),
+            file=sys.stderr,
+        )
+
+
+def save(
+    output: Path,
+    writers: dict[str, Callable[[str], object]],
+    held: SignalsHeld | None = None,
+) -> list[Path]:
+    """Writes each `name: write(path)` as `output/name`, as one set."""
+    staged = {}
+    try:
+        for name, write in writers.items():
+            staged[name] = _stage(output / name, write)
+        _pause_for_tests(output, "staged")
+    except BaseException:
+        for tmp in staged.values():
+            tmp.unlink(missing_ok=True)
+        raise
+    if held is not None:
+        held.committing = True
+    _write_journal(output, {tmp.name: name for name, tmp in staged.items()})
+    for i, (name, tmp) in enumerate(staged.items()):
+        os.replace(tmp, output / name)
+        if i == 0:
+            _pause_for_tests(output, "replacing")
+    _sync_directory(output)
+    (output / JOURNAL).unlink()
+    _sync_directory(output)
+    return [output / name for name in writers]
+
+
+def recover(output: Path, names) -> None:
+    """At a run's start: finishes a commit that was cut short, and removes the
+    temporaries of a save that never committed. Call it holding the lock."""
+    journal = output / JOURNAL
+    if journal.exists():
+        for tmp, name in json.loads(journal.read_text()).items():
+            if (output / tmp).exists():
+                os.replace(output / tmp, output / name)
+        _sync_directory(output)
+        journal.unlink()
+    for pattern in [f".{name}.*" for name in names] + [f"{JOURNAL}.*"]:
+        for leftover in output.glob(pattern):
+            leftover.unlink(missing_ok=True)
+
+
+def _stage(path: Path, write: Callable[[str], object]) -> Path:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{path.suffix}")
+    try:
+        write(str(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+    except OSError as e:  # a full disk, say: named by the file it was for
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def _write_journal(output: Path, renames: dict[str, str]) -> None:
+    tmp = output / f"{JOURNAL}.{os.getpid()}"
+    with open(tmp, "w") as f:
+        json.dump(renames, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, output / JOURNAL)
+    _sync_directory(output)
+
+
+def _pause_for_tests(output: Path, point: str) -> None:
+    where, _, marker = os.environ.get(PAUSE_VARIABLE, "").partition(":")
+    if where != point or not marker:
+        return
+    (output / marker).touch()
+    while (output / marker).exists():
+        time.sleep(0.01)
+
+
+def _sync_directory(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not possible on every system
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
