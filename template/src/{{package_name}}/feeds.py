@@ -131,41 +131,12 @@ class Streamed:
         divisor = max(n for n in range(1, fits + 1) if wanted % n == 0)
         return divisor if 2 * divisor >= fits else fits
 
-    def calls(self, order, batch_size: int, done: int, steps_per_call: int) -> Iterator:
+    def calls(self, order, batch_size: int, done: int, steps_per_call: int):
         """Yields (steps done after it, index rows, ((), batches)) for each call,
-        read ahead by a background thread."""
+        read ahead by a background thread that starts reading at once."""
         steps_per_call = self.steps_per_call(batch_size, steps_per_call)
         plan = chunks(order, batch_size, done, steps_per_call)
-        ready: queue.Queue = queue.Queue(maxsize=READ_AHEAD)
-        stopping = threading.Event()
-
-        def read_ahead() -> None:
-            try:
-                for stop, rows in plan:
-                    item = (stop, rows, ((), self.batches(rows)))
-                    while not stopping.is_set():
-                        try:
-                            ready.put(item, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stopping.is_set():
-                        return
-                ready.put(None)  # the end of the epoch
-            except BaseException as error:  # reported in the training thread
-                ready.put(error)
-
-        reader = threading.Thread(target=read_ahead, name="feed", daemon=True)
-        reader.start()
-        try:
-            while (item := ready.get()) is not None:
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            # An epoch cut short (a stop, an error): let the reader go.
-            stopping.set()
-            reader.join()
+        return _ReadAhead((stop, rows, ((), self.batches(rows))) for stop, rows in plan)
 
     def dispatched(self, outputs) -> None:
         """Each call's outputs, once dispatched: waits until at most IN_FLIGHT
@@ -186,6 +157,65 @@ class Streamed:
             )
             for array, dtype in zip(self.arrays, self.dtypes, strict=True)
         )
+
+
+class _ReadAhead:
+    """Iterates over `items`, produced by a background thread up to READ_AHEAD
+    ahead. The thread stops at the end, at `close()`, or once this object is
+    dropped (an epoch cut short by a stop or an error)."""
+
+    def __init__(self, items: Iterator):
+        self.ready: queue.Queue = queue.Queue(maxsize=READ_AHEAD)
+        self.stopping = threading.Event()
+        # The thread holds the queue and the event, not this object, so that
+        # dropping it stops the thread (__del__).
+        self.thread = threading.Thread(
+            target=_produce,
+            args=(items, self.ready, self.stopping),
+            name="feed",
+            daemon=True,
+        )
+        self.thread.start()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        item = self.ready.get()
+        if item is None or isinstance(item, BaseException):
+            self.close()
+            if item is None:
+                raise StopIteration
+            raise item
+        return item
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join()
+
+    def __del__(self):
+        self.stopping.set()
+
+
+def _produce(items: Iterator, ready: queue.Queue, stopping: threading.Event) -> None:
+    try:
+        for item in items:
+            if not _offer(item, ready, stopping):
+                return
+        _offer(None, ready, stopping)  # the end
+    except BaseException as error:  # raised in the training thread instead
+        _offer(error, ready, stopping)
+
+
+def _offer(item, ready: queue.Queue, stopping: threading.Event) -> bool:
+    """Puts `item` in the queue, unless the consumer stops first."""
+    while not stopping.is_set():
+        try:
+            ready.put(item, timeout=0.1)
+            return True
+        except queue.Full:
+            continue
+    return False
 
 
 class _Reader:
