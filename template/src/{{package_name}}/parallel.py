@@ -45,10 +45,15 @@ def initialize(
             f"--process-id {process_id}: must be from 0 to {num_processes - 1}"
         )
     host, port = _address(coordinator)
-    if process_id != 0:
-        # JAX ends the whole process (SIGABRT, a C++ stack trace) when it
-        # cannot reach the coordinator: make sure it can, first.
-        _wait_for(host, port, join_timeout, coordinator)
+    # JAX ends the whole process (SIGABRT, a C++ stack trace) when a process
+    # cannot reach the coordinator, or the coordinator misses a process, in
+    # time. So they meet first, in plain Python, on the coordinator's port:
+    # each process checks in with process 0, which waits for all of them;
+    # either side gives up with a message after --join-timeout.
+    if process_id == 0:
+        _gather(port, num_processes, join_timeout, coordinator)
+    else:
+        _wait_for(host, port, join_timeout, coordinator, process_id)
     # CPU devices of different processes talk over TCP with gloo; GPUs use
     # NCCL whatever this says.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -76,12 +81,51 @@ def _address(coordinator: str) -> tuple[str, int]:
     return host, int(port)
 
 
-def _wait_for(host: str, port: int, timeout: float, coordinator: str) -> None:
-    """Returns once process 0's coordinator accepts connections."""
+def _gather(port: int, num_processes: int, timeout: float, coordinator: str) -> None:
+    """Process 0: returns once every other process has checked in."""
+    deadline = time.monotonic() + timeout
+    joined = {0}
+    try:
+        server = socket.create_server(("", port))
+    except OSError as e:
+        raise ParallelError(
+            f"--coordinator {coordinator}: cannot listen on port {port} "
+            f"({e.strerror or e})"
+        ) from None
+    with server:
+        server.settimeout(0.5)
+        while len(joined) < num_processes:
+            if time.monotonic() >= deadline:
+                missing = sorted(set(range(num_processes)) - joined)
+                raise ParallelError(
+                    f"--num-processes {num_processes}: process(es) "
+                    f"{', '.join(map(str, missing))} did not join within "
+                    f"{timeout:g} s; start them with --coordinator {coordinator} "
+                    "(--join-timeout to wait longer)"
+                )
+            try:
+                connection, _ = server.accept()
+            except TimeoutError:
+                continue
+            with connection:
+                connection.settimeout(5)
+                try:
+                    text = connection.recv(32).decode(errors="replace").strip()
+                except OSError:
+                    continue
+            if text.isdigit():
+                joined.add(int(text))
+
+
+def _wait_for(
+    host: str, port: int, timeout: float, coordinator: str, process_id: int
+) -> None:
+    """Checks in with process 0 (`_gather`), waiting for it to listen."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with socket.create_connection((host, port), timeout=5):
+            with socket.create_connection((host, port), timeout=5) as connection:
+                connection.sendall(f"{process_id}\n".encode())
                 return
         except OSError as e:
             if time.monotonic() >= deadline:
