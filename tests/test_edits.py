@@ -168,7 +168,12 @@ DEFECTS = {
     "short-last-batch-split-like-a-full-one": (
         "train_step-builtin",
         "parallel.py",
-        [("even = rows % self.size == 0", "even = True")],
+        [
+            (
+                "return self.split_rows if batch_size % self.size == 0 else",
+                "return self.split_rows if True else",
+            )
+        ],
         [PARALLEL, "-k", "four_devices_train_like_one"],
         "status == 0",
     ),
