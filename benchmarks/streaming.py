@@ -81,7 +81,7 @@ def stock(data: Path, epochs: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--sizes", type=float, nargs="+", default=[3.0, 6.0])
+    parser.add_argument("--sizes", type=float, nargs="*", default=[3.0, 6.0])
     parser.add_argument("--epochs", type=int, default=4)
     parser.add_argument("--output", type=Path, default=Path("streaming.json"))
     args = parser.parse_args()
