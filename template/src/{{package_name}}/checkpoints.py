@@ -12,7 +12,7 @@ allow_pickle=False) holding all that an exact resume needs:
   fingerprint of its model, optimizer, loss and metrics (`fingerprint`).
 
 Each file is written under a temporary name, flushed to disk and renamed
-(`artifacts.replace_atomically`), so a kill at any moment leaves every
+(`saving.replace_atomically`), so a kill at any moment leaves every
 `ckpt-*.npz` complete. The newest two are kept: the previous one is deleted
 only after a new one is in place, and a resume falls back to it when the
 newest cannot be read.
@@ -39,14 +39,11 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from . import fingerprint, parallel
-from .artifacts import (
-    replace_atomically,
-    require_free_space,
-    require_writable_directory,
-)
+from .artifacts import require_free_space, require_writable_directory
 from .config import TrainConfig
 from .data import Split
 from .errors import Reported
+from .saving import replace_atomically
 
 KEEP = 2
 STATE_PARTS = (

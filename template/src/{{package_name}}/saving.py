@@ -19,11 +19,11 @@ commit, keeping the old set.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -36,6 +36,9 @@ JOURNAL = ".replacing.json"
 # <file> in the output directory until the test removes it. It makes "stopped
 # in the middle of the save" a deterministic test case.
 PAUSE_VARIABLE = f"{__package__.upper()}_PAUSE_IN_SAVE"
+# Read once, at import: os.umask can only be read by setting it.
+UMASK = os.umask(0o022)
+os.umask(UMASK)
 
 
 class Stopped(Reported):
@@ -86,6 +89,44 @@ class SignalsHeld:
         )
 
 
+def replace_atomically(path: Path, write: Callable[[str], object]) -> None:
+    """One file, replaced through a temporary file in the same directory.
+
+    The data is flushed to disk before the rename, and the rename before
+    returning: after a crash or power loss the path holds the old file or the
+    new one, complete.
+    """
+    tmp = write_temporary(path, write)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+
+
+def write_temporary(path: Path, write: Callable[[str], object]) -> Path:
+    """`write(name)` to a new temporary file `.<name>.*` beside `path`,
+    flushed to disk; returns it. On failure nothing is left, and an OSError
+    (a full disk, say) names `path`, the file it was for."""
+    fd, name = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix
+    )
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(name)
+        os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp's 0600 is for the temporary name
+        _fsync(tmp, os.O_RDONLY)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
 def save(
     output: Path,
     writers: dict[str, Callable[[str], object]],
@@ -95,7 +136,7 @@ def save(
     staged = {}
     try:
         for name, write in writers.items():
-            staged[name] = _stage(output / name, write)
+            staged[name] = write_temporary(output / name, write)
         _pause_for_tests(output, "staged")
     except BaseException:
         for tmp in staged.values():
@@ -103,14 +144,15 @@ def save(
         raise
     if held is not None:
         held.committing = True
-    _write_journal(output, {tmp.name: name for name, tmp in staged.items()})
+    renames = {tmp.name: name for name, tmp in staged.items()}
+    replace_atomically(output / JOURNAL, lambda tmp: _write_json(tmp, renames))
     for i, (name, tmp) in enumerate(staged.items()):
         os.replace(tmp, output / name)
         if i == 0:
             _pause_for_tests(output, "replacing")
-    _sync_directory(output)
+    _fsync_directory(output)
     (output / JOURNAL).unlink()
-    _sync_directory(output)
+    _fsync_directory(output)
     return [output / name for name in writers]
 
 
@@ -122,37 +164,16 @@ def recover(output: Path, names) -> None:
         for tmp, name in json.loads(journal.read_text()).items():
             if (output / tmp).exists():
                 os.replace(output / tmp, output / name)
-        _sync_directory(output)
+        _fsync_directory(output)
         journal.unlink()
     for pattern in [f".{name}.*" for name in names] + [f"{JOURNAL}.*"]:
         for leftover in output.glob(pattern):
             leftover.unlink(missing_ok=True)
 
 
-def _stage(path: Path, write: Callable[[str], object]) -> Path:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{path.suffix}")
-    try:
-        write(str(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-    except OSError as e:  # a full disk, say: named by the file it was for
-        tmp.unlink(missing_ok=True)
-        raise OSError(e.errno, e.strerror or str(e), str(path)) from None
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return tmp
-
-
-def _write_journal(output: Path, renames: dict[str, str]) -> None:
-    tmp = output / f"{JOURNAL}.{os.getpid()}"
-    with open(tmp, "w") as f:
-        json.dump(renames, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, output / JOURNAL)
-    _sync_directory(output)
+def _write_json(path: str, value) -> None:
+    with open(path, "w") as f:
+        json.dump(value, f)
 
 
 def _pause_for_tests(output: Path, point: str) -> None:
@@ -164,16 +185,19 @@ def _pause_for_tests(output: Path, point: str) -> None:
         time.sleep(0.01)
 
 
-def _sync_directory(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not possible on every system
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+def _fsync(path, flags: int) -> None:
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return  # a directory cannot be opened on Windows; the rename still holds
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # nor synced on some file systems
+    finally:
+        os.close(fd)
 
 
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+def _fsync_directory(path: Path) -> None:
+    """Makes the renames in `path` durable."""
+    _fsync(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
