@@ -39,11 +39,11 @@ import numpy as np
 from jax.experimental import multihost_utils
 
 from . import fingerprint, parallel
-from .artifacts import require_free_space, require_writable_directory
+from .artifacts import require_writable_directory
 from .config import TrainConfig
 from .data import Split
 from .errors import Reported
-from .saving import replace_atomically
+from .saving import replace_atomically, require_free_space
 
 KEEP = 2
 STATE_PARTS = (
@@ -200,7 +200,11 @@ class Guard:
             # the newest, so that a full disk is found now, not hours in.
             size = sum(value.nbytes for part in like for value in part)
             require_free_space(
-                self.directory, 2 * size + 2**20, "--checkpoint-dir", CheckpointError
+                self.directory,
+                2 * size + 2**20,
+                f"--checkpoint-dir {self.directory}",
+                "this run",
+                CheckpointError,
             )
         if self.directory is None or not self.config.resume:
             return None

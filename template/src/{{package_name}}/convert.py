@@ -17,6 +17,7 @@ from pathlib import Path
 
 from . import data as data_lib
 from .data import DataError
+from .saving import require_free_space
 
 COPY_CHUNK = 2**20
 
@@ -46,7 +47,10 @@ def convert(source: Path, destination: Path) -> list[str]:
                     for info in archive.infolist()
                     if info.filename[: -len(".npy")] in data_lib.KNOWN
                 }
-                _check_free_space(parent, destination, members.values())
+                needed = sum(info.file_size for info in members.values())
+                require_free_space(
+                    parent, needed, str(destination), "the conversion", DataError
+                )
                 tmp = parent / f".{destination.name}.converting-{os.getpid()}"
                 _build(archive, members, tmp, source)
         except DataError:
@@ -81,16 +85,6 @@ def _build(archive: zipfile.ZipFile, members: dict, tmp: Path, source: Path) -> 
 
 def _is_empty_directory(path: Path) -> bool:
     return path.is_dir() and not any(path.iterdir())
-
-
-def _check_free_space(parent: Path, destination: Path, members) -> None:
-    needed = sum(info.file_size for info in members)
-    free = shutil.disk_usage(parent).free
-    if needed > free:
-        raise DataError(
-            f"{destination}: needs {needed / 2**30:.2f} GiB, but only "
-            f"{free / 2**30:.2f} GiB are free there"
-        )
 
 
 def _remove_leftovers(parent: Path, name: str) -> None:

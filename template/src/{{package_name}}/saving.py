@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -87,6 +88,26 @@ class SignalsHeld:
             + (" (Ctrl-C again to abandon it)" if signum == signal.SIGINT else ""),
             file=sys.stderr,
         )
+
+
+def require_free_space(
+    path: Path, needed: int, name: str, purpose: str, error: type[Exception]
+) -> None:
+    """Refuses a place with less than `needed` bytes free, before any work is
+    spent on what would not fit there; `name` and `purpose` word the message:
+    "NAME: 12.0 MB free, but PURPOSE needs about 30.0 MB there"."""
+    free = shutil.disk_usage(path).free
+    if free < needed:
+        raise error(
+            f"{name}: {_size(free)} free, but {purpose} needs about "
+            f"{_size(needed)} there"
+        )
+
+
+def _size(nbytes: int) -> str:
+    if nbytes < 2**30:
+        return f"{nbytes / 2**20:,.1f} MB"
+    return f"{nbytes / 2**30:,.2f} GB"
 
 
 def replace_atomically(path: Path, write: Callable[[str], object]) -> None:
