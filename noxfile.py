@@ -43,7 +43,7 @@ def tests(session: nox.Session) -> None:
 
 # Four kinds of rendered tests run in one combination per loop, the fullest:
 # `multiprocess` (several cooperating training processes), `signals`
-# (SIGTERM / Ctrl-C to a training process: checkpoints.py, saving.py and the
+# (SIGTERM / Ctrl-C to a training process: stops.py, saving.py and the
 # loop's call sites, the same in every combination of a loop), `faults` (a
 # held lock, a failed write: locks.py, saving.py, cli.py, the same
 # everywhere) and `streaming` (streamed runs in processes of their own, on 4

@@ -35,6 +35,7 @@ EXPECTED_FILES = {
     f"{PACKAGE}/parallel.py",
     f"{PACKAGE}/progress.py",
     f"{PACKAGE}/saving.py",
+    f"{PACKAGE}/stops.py",
     f"{PACKAGE}/tensorboard.py",
     f"{PACKAGE}/training.py",
     "tests/conftest.py",

@@ -1,5 +1,6 @@
-"""Checkpoints that survive kill -9, a clean stop on SIGTERM or Ctrl-C, and
-the check that stops a diverging run.
+"""Checkpoints that survive kill -9, and the guard that decides after every
+step whether a run checkpoints or stops: on SIGTERM or Ctrl-C (stops.py), or
+on a loss that is no longer finite.
 
 A checkpoint is one .npz file of plain arrays (it loads with
 allow_pickle=False) holding all that an exact resume needs:
@@ -27,16 +28,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import signal
 import sys
-import threading
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
 
-import jax
 import numpy as np
-from jax.experimental import multihost_utils
 
 from . import fingerprint, parallel
 from .artifacts import require_writable_directory
@@ -44,6 +41,7 @@ from .config import TrainConfig
 from .data import Split
 from .errors import Reported
 from .saving import replace_atomically, require_free_space
+from .stops import Interrupted, StopSignals, TrainingStopped
 
 KEEP = 2
 STATE_PARTS = (
@@ -60,31 +58,6 @@ class CheckpointError(Reported):
     """A checkpoint directory that cannot be used as asked: exit status 2."""
 
 
-class TrainingStopped(Reported):
-    """Training ended early; the command line prints why and exits."""
-
-    exit_status = 1
-
-
-class Interrupted(TrainingStopped):
-    label = "stopped"
-
-    def __init__(self, signum: int, checkpoint: Path | None):
-        name = signal.Signals(signum).name
-        if checkpoint is None:
-            message = f"{name}: training stopped; nothing saved (no --checkpoint-dir)"
-            self.exit_status = 128 + signum
-        else:
-            message = (
-                f"{name}: training stopped after a complete step and saved "
-                f"{checkpoint}; run the same command with --resume to continue"
-            )
-            # A stop that saved its work is a success for a job scheduler;
-            # Ctrl-C keeps the shell's convention.
-            self.exit_status = 0 if signum == signal.SIGTERM else 128 + signum
-        super().__init__(message)
-
-
 class Diverged(TrainingStopped):
     exit_status = 3
 
@@ -99,12 +72,16 @@ class Checkpoint:
 
 
 class Guard:
-    """Checkpoints, stop signals and the finite-loss check of one training run.
+    """Decides, after every step and epoch of one run, whether to checkpoint
+    or to stop.
 
     The training loops call `after_step` after every step and `after_epoch`
     after every epoch. Both take the state, or a function that fetches it, and
     copy it off the device only when a checkpoint is written: between
-    checkpoints they cost no synchronization at all.
+    checkpoints they cost no synchronization at all. The files are
+    `CheckpointFiles`', the stop signals `stops.StopSignals`' (within
+    `with guard:`); a loss or a state that is no longer finite ends the run
+    (`Diverged`) instead of being saved.
     """
 
     def __init__(self, config: TrainConfig, train: Split, recipe: dict):
@@ -112,35 +89,20 @@ class Guard:
         self.config = config
         self.train = train
         self.steps_per_epoch = config.steps_per_epoch(len(train))
-        self.directory = config.checkpoint_dir
+        self.signals = StopSignals()
         self.last_saved: Path | None = None
-        self.stop_signal: int | None = None
         self._position = 0  # global step reached
-        self._previous_handlers = {}
-        if self.directory is not None:
+        self.files = None
+        if config.checkpoint_dir is not None:
             self.settings = {**run_settings(config, train), "recipe": recipe}
-            self._open_directory()
-
-    # Signals: within `with guard:`, SIGTERM and SIGINT ask for a stop at the
-    # next step boundary instead of killing the process mid-step.
+            self.files = CheckpointFiles(config.checkpoint_dir, config.resume)
 
     def __enter__(self) -> Guard:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                self._previous_handlers[signum] = signal.signal(signum, self._stop)
+        self.signals.__enter__()
         return self
 
     def __exit__(self, *exc_info) -> None:
-        for signum, handler in self._previous_handlers.items():
-            signal.signal(signum, handler)
-        self._previous_handlers.clear()
-
-    def _stop(self, signum, frame) -> None:
-        if signum == signal.SIGINT and self.stop_signal == signal.SIGINT:
-            raise KeyboardInterrupt  # a second Ctrl-C: stop at once
-        self.stop_signal = signum
-        name = signal.Signals(signum).name
-        print(f"\n{name} received: stopping after the current step", file=sys.stderr)
+        self.signals.__exit__(*exc_info)
 
     # Called by the training loops.
 
@@ -163,11 +125,11 @@ class Guard:
             return  # after_epoch follows, once validation is done
         every = self.config.checkpoint_every
         due = every and self._position // every > position // every
-        stop = self._stop_requested()
-        if stop is None and not (self.directory and due):
+        stop = self.signals.requested()
+        if stop is None and not (self.files and due):
             return
         saved = None
-        if self.directory is not None:
+        if self.files is not None:
             self._check_finite(float(logs["loss"]), epoch)
             saved = self._save(Checkpoint(epoch, step, order, history, state))
         if stop is not None:
@@ -177,9 +139,9 @@ class Guard:
         self, epoch: int, history: dict, state: State | Callable[[], State]
     ) -> None:
         self._check_finite(history["loss"][-1], epoch)
-        stop = self._stop_requested()
+        stop = self.signals.requested()
         saved = None
-        if self.directory is not None:
+        if self.files is not None:
             next_order = self.epoch_order(epoch + 1)
             saved = self._save(Checkpoint(epoch + 1, 0, next_order, history, state))
         if stop is not None and epoch + 1 < self.config.epochs:
@@ -195,49 +157,20 @@ class Guard:
         optimizer variables differ from it in number or shape is refused.
         Metric variables are not compared; fit() may create them later.
         """
-        if self.directory is not None and parallel.is_main_process():
-            # A checkpoint holds the whole state; room for a new one beside
-            # the newest, so that a full disk is found now, not hours in.
-            size = sum(value.nbytes for part in like for value in part)
-            require_free_space(
-                self.directory,
-                2 * size + 2**20,
-                f"--checkpoint-dir {self.directory}",
-                "this run",
-                CheckpointError,
-            )
-        if self.directory is None or not self.config.resume:
+        if self.files is None:
             return None
-        paths = self._checkpoint_paths()
-        for path in paths:
-            try:
-                checkpoint, settings = read(path)
-            except UnreadableCheckpoint as e:
-                if not parallel.is_main_process():
-                    continue
-                # Set aside, so that no later save or prune mistakes it for
-                # the newest checkpoint.
-                path.replace(path.with_name(path.name + ".corrupt"))
-                print(
-                    f"warning: {path} is unreadable ({e}); moved it to "
-                    f"{path.name}.corrupt and tried the one before",
-                    file=sys.stderr,
-                )
-                continue
-            self._check_compatible(path, settings, checkpoint, like)
+        # A checkpoint holds the whole state; room for a new one beside the
+        # newest, so that a full disk is found now, not hours in.
+        self.files.require_room(sum(value.nbytes for part in like for value in part))
+        if not self.config.resume:
+            return None
+        for path, checkpoint, settings in self.files.readable():
+            check_compatible(path, settings, checkpoint, self.settings, like)
+            check_position(path, checkpoint, len(self.train), self.steps_per_epoch)
             self.last_saved = path
             self._position = checkpoint.epoch * self.steps_per_epoch + checkpoint.step
             return checkpoint
-        # Set aside by this resume or an earlier one: a second --resume must
-        # not take an empty directory for a run that never started.
-        unreadable = list(self.directory.glob("ckpt-*.npz.corrupt"))
-        if unreadable:
-            raise CheckpointError(
-                f"--resume: none of the {len(unreadable)} checkpoints in "
-                f"{self.directory} is readable (kept as *.corrupt); remove them, "
-                "or use another --checkpoint-dir, to start over"
-            )
-        print(f"No checkpoint in {self.directory} yet: starting from the beginning.")
+        self.files.none_readable()
         return None
 
     @property
@@ -247,22 +180,6 @@ class Guard:
         return self._position
 
     # Internals.
-
-    def _open_directory(self) -> None:
-        require_writable_directory(self.directory, "--checkpoint-dir", CheckpointError)
-        # A write killed before its rename leaves a temporary file; never read.
-        if parallel.is_main_process():
-            for leftover in self.directory.glob(".ckpt-*"):
-                leftover.unlink(missing_ok=True)
-        if not self.config.resume and self._checkpoint_paths():
-            raise CheckpointError(
-                f"--checkpoint-dir {self.directory} already holds checkpoints: add "
-                "--resume to continue that run, or choose an empty directory"
-            )
-
-    def _checkpoint_paths(self) -> list[Path]:
-        """Newest first: the names carry the zero-padded global step."""
-        return sorted(self.directory.glob("ckpt-*.npz"), reverse=True)
 
     def _save(self, checkpoint: Checkpoint) -> Path:
         state = checkpoint.state() if callable(checkpoint.state) else checkpoint.state
@@ -276,25 +193,8 @@ class Guard:
                 )
         checkpoint = dataclasses.replace(checkpoint, state=state)
         global_step = checkpoint.epoch * self.steps_per_epoch + checkpoint.step
-        path = self.directory / f"ckpt-{global_step:010d}.npz"
-        self.last_saved = path
-        if parallel.is_main_process():
-            write(path, checkpoint, self.settings)
-            for old in self._checkpoint_paths()[KEEP:]:
-                old.unlink(missing_ok=True)
-        return path
-
-    def _stop_requested(self) -> int | None:
-        """The signal to stop on at this step, if any.
-
-        With several processes, a signal to any of them stops all of them, at
-        the same step: they decide together. A signal that lands while they
-        do is kept for the next decision, never dropped.
-        """
-        if jax.process_count() == 1:
-            return self.stop_signal
-        signals = multihost_utils.process_allgather(np.int32(self.stop_signal or 0))
-        return int(signals.max()) or None
+        self.last_saved = self.files.save(global_step, checkpoint, self.settings)
+        return self.last_saved
 
     def _check_finite(self, loss: float, epoch: int) -> None:
         if not math.isfinite(loss):
@@ -309,65 +209,143 @@ class Guard:
             return ""
         return f"; the last good checkpoint is {self.last_saved}"
 
-    def _check_compatible(
-        self, path: Path, settings: dict, checkpoint: Checkpoint, like: State
-    ) -> None:
-        changed = [
-            f"{name} {settings.get(name)!r} (now {value!r})"
-            for name, value in self.settings.items()
-            if name != "recipe" and settings.get(name) != value
-        ]
-        if changed:
-            raise CheckpointError(
-                f"--resume: {path} belongs to a run with other settings: "
-                + ", ".join(changed)
-            )
-        recipe = self.settings["recipe"]
-        changed = fingerprint.changes(settings.get("recipe", {}), recipe)
-        if changed:
-            raise CheckpointError(
-                f"--resume: {path} cannot continue this run: " + "; ".join(changed)
-            )
-        for part, saved, fresh in zip(
-            STATE_PARTS[:3], checkpoint.state[:3], like[:3], strict=True
-        ):
-            shapes = [np.shape(v) for v in saved]
-            if shapes != [np.shape(v) for v in fresh]:
-                raise CheckpointError(
-                    f"--resume: {path} holds {part} of another model "
-                    f"({len(saved)} arrays, shapes {shapes[:3]}...)"
-                )
-        self._check_position(path, checkpoint)
 
-    def _check_position(self, path: Path, checkpoint: Checkpoint) -> None:
-        """Where the checkpoint says the run stood, checked as strictly as a
-        data file: it decides which samples are trained next."""
-        samples = len(self.train)
-        problem = None
-        if not isinstance(checkpoint.epoch, int) or checkpoint.epoch < 0:
-            problem = f"epoch {checkpoint.epoch!r} is not a count from 0"
-        elif not isinstance(checkpoint.step, int) or not (
-            0 <= checkpoint.step < self.steps_per_epoch
-        ):
-            problem = (
-                f"step {checkpoint.step!r} is outside an epoch of "
-                f"{self.steps_per_epoch} steps"
+class CheckpointFiles:
+    """The `ckpt-<global step>.npz` files of one --checkpoint-dir: the newest
+    KEEP, written by process 0 alone, read newest first."""
+
+    def __init__(self, directory: Path, resume: bool):
+        self.directory = directory
+        require_writable_directory(directory, "--checkpoint-dir", CheckpointError)
+        # A write killed before its rename leaves a temporary file; never read.
+        if parallel.is_main_process():
+            for leftover in directory.glob(".ckpt-*"):
+                leftover.unlink(missing_ok=True)
+        if not resume and self.paths():
+            raise CheckpointError(
+                f"--checkpoint-dir {directory} already holds checkpoints: add "
+                "--resume to continue that run, or choose an empty directory"
             )
-        elif checkpoint.order.shape != (samples,) or not np.array_equal(
-            np.sort(checkpoint.order), np.arange(samples)
-        ):
-            problem = f"its sample order is not an order of the {samples} samples"
-        elif (
-            not isinstance(checkpoint.history, dict)
-            or (checkpoint.epoch > 0 and not checkpoint.history)
-            or any(
-                not isinstance(values, list) or len(values) != checkpoint.epoch
-                for values in checkpoint.history.values()
+
+    def paths(self) -> list[Path]:
+        """Newest first: the names carry the zero-padded global step."""
+        return sorted(self.directory.glob("ckpt-*.npz"), reverse=True)
+
+    def require_room(self, state_bytes: int) -> None:
+        """Room for one more checkpoint of a state of this size."""
+        if parallel.is_main_process():
+            require_free_space(
+                self.directory,
+                2 * state_bytes + 2**20,
+                f"--checkpoint-dir {self.directory}",
+                "this run",
+                CheckpointError,
             )
-        ):
-            problem = f"its history does not hold {checkpoint.epoch} epochs"
-        if problem:
-            raise CheckpointError(f"--resume: {path} is inconsistent: {problem}")
+
+    def save(self, global_step: int, checkpoint: Checkpoint, settings: dict) -> Path:
+        """Writes the checkpoint (process 0), then drops all but the newest
+        KEEP; returns its path, the same in every process."""
+        path = self.directory / f"ckpt-{global_step:010d}.npz"
+        if parallel.is_main_process():
+            write(path, checkpoint, settings)
+            for old in self.paths()[KEEP:]:
+                old.unlink(missing_ok=True)
+        return path
+
+    def readable(self):
+        """Yields (path, checkpoint, settings), newest first, setting aside
+        each unreadable one as `*.corrupt` with a warning."""
+        for path in self.paths():
+            try:
+                checkpoint, settings = read(path)
+            except UnreadableCheckpoint as e:
+                if not parallel.is_main_process():
+                    continue
+                # Set aside, so that no later save or prune mistakes it for
+                # the newest checkpoint.
+                path.replace(path.with_name(path.name + ".corrupt"))
+                print(
+                    f"warning: {path} is unreadable ({e}); moved it to "
+                    f"{path.name}.corrupt and tried the one before",
+                    file=sys.stderr,
+                )
+                continue
+            yield path, checkpoint, settings
+
+    def none_readable(self) -> None:
+        """Where a resume found no checkpoint: a start from the beginning,
+        unless checkpoints were set aside as unreadable, now or before (a
+        second --resume must not take them for a run that never started)."""
+        unreadable = list(self.directory.glob("ckpt-*.npz.corrupt"))
+        if unreadable:
+            raise CheckpointError(
+                f"--resume: none of the {len(unreadable)} checkpoints in "
+                f"{self.directory} is readable (kept as *.corrupt); remove them, "
+                "or use another --checkpoint-dir, to start over"
+            )
+        print(f"No checkpoint in {self.directory} yet: starting from the beginning.")
+
+
+def check_compatible(
+    path: Path, settings: dict, checkpoint: Checkpoint, ours: dict, like: State
+) -> None:
+    """Refuses a checkpoint of another run: other settings (`ours`: this run's,
+    with its recipe), another model, optimizer, loss or metrics."""
+    changed = [
+        f"{name} {settings.get(name)!r} (now {value!r})"
+        for name, value in ours.items()
+        if name != "recipe" and settings.get(name) != value
+    ]
+    if changed:
+        raise CheckpointError(
+            f"--resume: {path} belongs to a run with other settings: "
+            + ", ".join(changed)
+        )
+    changed = fingerprint.changes(settings.get("recipe", {}), ours["recipe"])
+    if changed:
+        raise CheckpointError(
+            f"--resume: {path} cannot continue this run: " + "; ".join(changed)
+        )
+    for part, saved, fresh in zip(
+        STATE_PARTS[:3], checkpoint.state[:3], like[:3], strict=True
+    ):
+        shapes = [np.shape(v) for v in saved]
+        if shapes != [np.shape(v) for v in fresh]:
+            raise CheckpointError(
+                f"--resume: {path} holds {part} of another model "
+                f"({len(saved)} arrays, shapes {shapes[:3]}...)"
+            )
+
+
+def check_position(
+    path: Path, checkpoint: Checkpoint, samples: int, steps_per_epoch: int
+) -> None:
+    """Where the checkpoint says the run stood, checked as strictly as a data
+    file: it decides which samples are trained next."""
+    problem = None
+    if not isinstance(checkpoint.epoch, int) or checkpoint.epoch < 0:
+        problem = f"epoch {checkpoint.epoch!r} is not a count from 0"
+    elif not isinstance(checkpoint.step, int) or not (
+        0 <= checkpoint.step < steps_per_epoch
+    ):
+        problem = (
+            f"step {checkpoint.step!r} is outside an epoch of {steps_per_epoch} steps"
+        )
+    elif checkpoint.order.shape != (samples,) or not np.array_equal(
+        np.sort(checkpoint.order), np.arange(samples)
+    ):
+        problem = f"its sample order is not an order of the {samples} samples"
+    elif (
+        not isinstance(checkpoint.history, dict)
+        or (checkpoint.epoch > 0 and not checkpoint.history)
+        or any(
+            not isinstance(values, list) or len(values) != checkpoint.epoch
+            for values in checkpoint.history.values()
+        )
+    ):
+        problem = f"its history does not hold {checkpoint.epoch} epochs"
+    if problem:
+        raise CheckpointError(f"--resume: {path} is inconsistent: {problem}")
 
 
 class UnreadableCheckpoint(Exception):
