@@ -3,8 +3,11 @@ the same initial state on the same data, and compares the results.
 
 Stock Keras is the reference SPEC.md names: the same functional graph (the
 rendered model's layers), `compile(Adam(lr), SparseCategoricalCrossentropy(
-from_logits=True), metrics=["accuracy"])`, `fit(shuffle=False)`, with
-`sample_weight` and `weighted_metrics=["accuracy"]` when the variant has weights.
+from_logits=True), metrics=["accuracy"])`, `fit(shuffle=False,
+validation_split=F)`, with `sample_weight` and `weighted_metrics=["accuracy"]`
+when the variant has weights, and `EarlyStopping(monitor, patience,
+restore_best_weights=True)`: the project's model.keras keeps the best epoch's
+weights, as that callback restores them.
 """
 
 from __future__ import annotations
@@ -22,6 +25,20 @@ from generator.render import render
 LEARNING_RATE = 3e-3
 EPOCHS = 3
 BATCH_SIZE = 32
+VALIDATION_SPLIT = 0.1
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """What a comparison varies besides the combination."""
+
+    n_train: int = 100
+    dropout: float = 0.0
+    l2: float = 0.0
+    validation_split: float = VALIDATION_SPLIT
+    epochs: int = EPOCHS
+    monitor: str | None = None  # None: val_loss where there is validation
+    patience: int | None = None
 
 
 @dataclasses.dataclass
@@ -52,12 +69,12 @@ def import_mutant(original: Path, package: str, root: Path, edits):
             if path.suffix == ".py":
                 text = text.replace(source.name.encode(), package.encode())
             (target / path.name).write_bytes(text)
-    training = target / "training.py"
-    code = training.read_text()
-    for old, new in edits:
-        assert old in code, f"mutation no longer applies: {old!r}"
-        code = code.replace(old, new)
-    training.write_text(code)
+    for edit in edits:
+        # (old, new) edits training.py; (file, old, new) another module.
+        name, old, new = edit if len(edit) == 3 else ("training.py", *edit)
+        code = (target / name).read_text()
+        assert old in code, f"mutation no longer applies to {name}: {old!r}"
+        (target / name).write_text(code.replace(old, new))
     sys.path.insert(0, str(target.parent))
     return import_package(package)
 
@@ -70,7 +87,13 @@ def import_package(package: str):
     return importlib.import_module(package)
 
 
-def dataset(pkg, n_train: int, weighted: bool):
+def dataset(pkg, n_train: int, weighted: bool, validation_split=VALIDATION_SPLIT):
+    arrays = file_arrays(pkg, n_train, weighted)
+    return pkg.data.from_arrays(arrays, validation_split=validation_split)
+
+
+def file_arrays(pkg, n_train: int, weighted: bool) -> dict[str, np.ndarray]:
+    """A data file's arrays: the embedded digits' first samples."""
     arrays = pkg.data.read_arrays()
     arrays = {
         "x_train": arrays["x_train"][:n_train],
@@ -81,7 +104,7 @@ def dataset(pkg, n_train: int, weighted: bool):
     if weighted:
         rng = np.random.default_rng(1)
         arrays["sample_weight_train"] = rng.uniform(0, 2, n_train).astype("float32")
-    return pkg.data.from_arrays(arrays)
+    return arrays
 
 
 def build(pkg, data, dropout: float = 0.0, l2: float = 0.0) -> keras.Model:
@@ -104,19 +127,24 @@ def build(pkg, data, dropout: float = 0.0, l2: float = 0.0) -> keras.Model:
     return keras.Model(inputs=inputs, outputs=outputs)
 
 
-def train_ours(pkg, model, data) -> Result:
+def train_ours(pkg, model, data, run: Run = Run()) -> Result:
+    """The project's training; its model ends with the weights model.keras keeps."""
     config = pkg.config.TrainConfig(
-        epochs=EPOCHS,
+        epochs=run.epochs,
         batch_size=BATCH_SIZE,
         learning_rate=LEARNING_RATE,
         shuffle=False,
         verbose=False,
+        validation_split=run.validation_split,
+        monitor=run.monitor,
+        patience=run.patience,
     )
-    history = pkg.training.train(model, data, config)
-    return Result([np.array(v) for v in model.trainable_variables], history)
+    outcome = pkg.training.train(model, data, config)
+    return Result([np.array(v) for v in model.trainable_variables], outcome.history)
 
 
-def train_stock(model, initial, data, weighted: bool) -> Result:
+def train_stock(model, initial, arrays: dict, weighted: bool, run: Run = Run()):
+    """Stock fit() on the file's training arrays, which it splits itself."""
     stock = keras.Model(inputs=model.inputs, outputs=model.outputs)
     for variable, value in zip(stock.variables, initial, strict=True):
         variable.assign(value)
@@ -126,14 +154,26 @@ def train_stock(model, initial, data, weighted: bool) -> Result:
         metrics=["accuracy"],
         weighted_metrics=["accuracy"] if weighted else None,
     )
+    callbacks = []
+    if run.validation_split:
+        # Without patience the project still keeps the best epoch: a patience
+        # longer than the run never stops it, and restores the best weights.
+        callbacks.append(
+            keras.callbacks.EarlyStopping(
+                run.monitor or "val_loss",
+                patience=run.epochs if run.patience is None else run.patience,
+                restore_best_weights=True,
+            )
+        )
     history = stock.fit(
-        data.train.x,
-        data.train.y,
-        sample_weight=data.train.sample_weight if weighted else None,
+        arrays["x_train"],
+        arrays["y_train"],
+        sample_weight=arrays["sample_weight_train"] if weighted else None,
         batch_size=BATCH_SIZE,
-        epochs=EPOCHS,
+        epochs=run.epochs,
         shuffle=False,
-        validation_data=(data.test.x, data.test.y),
+        validation_split=run.validation_split,
+        callbacks=callbacks,
         verbose=0,
     ).history
     return Result([np.array(v) for v in stock.trainable_variables], history)
@@ -147,14 +187,15 @@ def relative_difference(ours: list, stock: list) -> float:
     )
 
 
-def train_both(pkg, n_train, weighted, dropout: float = 0.0, l2: float = 0.0):
+def train_both(pkg, weighted: bool, run: Run = Run()):
     """The project's training and stock fit(), from the same initial state."""
-    data = dataset(pkg, n_train, weighted)
-    model = build(pkg, data, dropout, l2)
+    arrays = file_arrays(pkg, run.n_train, weighted)
+    data = pkg.data.from_arrays(arrays, validation_split=run.validation_split)
+    model = build(pkg, data, run.dropout, run.l2)
     # All variables, not just weights: a Dropout layer's RNG state is one too.
     initial = [np.array(v) for v in model.variables]
-    ours = train_ours(pkg, model, data)
-    return ours, train_stock(model, initial, data, weighted)
+    ours = train_ours(pkg, model, data, run)
+    return ours, train_stock(model, initial, arrays, weighted, run)
 
 
 def assert_agree(ours: Result, stock: Result) -> float:

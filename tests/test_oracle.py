@@ -1,5 +1,7 @@
-"""Every variant trains exactly as stock `keras.Model.fit()` does (issue 4), and
-the suite fails when a known defect of the guides is put back (seeds/README.md)."""
+"""Every variant trains exactly as stock `keras.Model.fit()` does (issue 4), with
+its validation split, best epoch and early stopping too (issue 23), and the
+suite fails when a known defect of the guides, or of those, is put back
+(seeds/README.md)."""
 
 import functools
 
@@ -32,30 +34,71 @@ def packages(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trained(packages):
-    """Runs (project, stock) training once per (id, n_train, dropout)."""
+    """Runs (project, stock) training once per (id, oracle.Run settings)."""
 
     @functools.cache
-    def run(cid, n_train, dropout=0.0, l2=0.0):
+    def run(cid, **settings):
         weighted = BY_ID[cid].data["sample_weights"]
-        return oracle.train_both(packages[cid], n_train, weighted, dropout, l2)
+        return oracle.train_both(packages[cid], weighted, oracle.Run(**settings))
 
     return run
 
 
+# 100 samples: 90 train (a short last batch of 26) and 10 validate; 107: 96
+# train (three full batches) and 11 validate.
 @pytest.mark.parametrize(
-    "n_train", [100, 96], ids=["partial-last-batch", "exact-batches"]
+    "n_train", [100, 107], ids=["partial-last-batch", "exact-batches"]
 )
 @pytest.mark.parametrize("cid", list(BY_ID))
 def test_variant_trains_exactly_as_stock_fit(trained, cid, n_train, record_property):
-    ours, stock = trained(cid, n_train)
+    ours, stock = trained(cid, n_train=n_train)
     record_property(FIGURE, (f"{cid} (n={n_train})", oracle.assert_agree(ours, stock)))
+
+
+# Early stopping that really stops: validation accuracy on 10 samples stops
+# rising within a few epochs, and ties do not count as improvements.
+EARLY_STOP = {"epochs": 12, "monitor": "val_accuracy", "patience": 2}
+# The same without patience: all epochs, the best one kept.
+KEEP_BEST = {"epochs": 12, "monitor": "val_accuracy"}
+
+
+@pytest.mark.parametrize("cid", list(BY_ID))
+def test_early_stopping_and_the_best_epoch_as_stock_fit(trained, cid, record_property):
+    """Promise (issue 23): --patience N and --monitor stop at the epoch, and
+    keep the weights, of EarlyStopping(patience=N, restore_best_weights=True)."""
+    ours, stock = trained(cid, **EARLY_STOP)
+    epochs = len(stock.history["loss"])
+    assert epochs < EARLY_STOP["epochs"], "the reference never stopped early"
+    best = int(np.argmax(stock.history["val_accuracy"]))
+    assert best < epochs - 1, "the best epoch is the last: nothing to restore"
+    record_property(FIGURE, (f"{cid} (early stop)", oracle.assert_agree(ours, stock)))
+
+
+@pytest.mark.parametrize("cid", BASE_VARIANTS)
+def test_the_best_epoch_is_kept_without_patience(trained, cid, record_property):
+    """model.keras keeps the best epoch's weights, whatever came after."""
+    ours, stock = trained(cid, **KEEP_BEST)
+    assert len(stock.history["loss"]) == KEEP_BEST["epochs"]
+    best = int(np.argmax(stock.history["val_accuracy"]))
+    assert best < KEEP_BEST["epochs"] - 1, "the best epoch is the last"
+    difference = oracle.assert_agree(ours, stock)
+    record_property(FIGURE, (f"{cid} (best epoch kept)", difference))
+
+
+@pytest.mark.parametrize("cid", BASE_VARIANTS)
+def test_without_validation_as_stock_fit(trained, cid, record_property):
+    """--validation-split 0: no val_* keys, the last epoch kept."""
+    ours, stock = trained(cid, validation_split=0.0)
+    assert not any(key.startswith("val_") for key in ours.history)
+    difference = oracle.assert_agree(ours, stock)
+    record_property(FIGURE, (f"{cid} (no validation)", difference))
 
 
 @pytest.mark.parametrize("cid", BASE_VARIANTS)
 def test_training_steps_run_in_training_mode(trained, cid, record_property):
     # With dropout, training mode changes every number: agreeing with stock fit()
     # (which trains with training=True) shows the steps do too.
-    ours, stock = trained(cid, 100, dropout=0.5)
+    ours, stock = trained(cid, dropout=0.5)
     record_property(FIGURE, (f"{cid} (dropout)", oracle.assert_agree(ours, stock)))
 
 
@@ -64,7 +107,7 @@ def test_weight_regularizers_count_once(trained, cid, record_property):
     # Guide defects 5 and 7: a weight regularizer dropped by a stateful loss call,
     # or counted twice (return_losses=True plus stateless_compute_loss). Stock
     # fit() counts it once, beside the add_loss() term.
-    ours, stock = trained(cid, 100, l2=0.05)
+    ours, stock = trained(cid, l2=0.05)
     record_property(
         FIGURE, (f"{cid} (L2 regularizer)", oracle.assert_agree(ours, stock))
     )
@@ -76,7 +119,7 @@ def test_the_four_loops_agree(trained, add_loss, sample_weights):
     suffix = ("-add_loss" if add_loss else "") + (
         "-sample_weights" if sample_weights else ""
     )
-    results = [trained(base + suffix, 100)[0] for base in BASE_VARIANTS]
+    results = [trained(base + suffix)[0] for base in BASE_VARIANTS]
     for other in results[1:]:
         assert oracle.relative_difference(other.weights, results[0].weights) == 0.0
         # The metrics are summed inside each loop's compiled scan, where XLA
@@ -102,8 +145,8 @@ def test_all_ones_weights_equal_no_weights(packages, base):
 
 @pytest.mark.parametrize("base", BASE_VARIANTS)
 def test_weights_reach_the_loss_and_the_weighted_metric(trained, base):
-    weighted, _ = trained(base + "-sample_weights", 100)
-    unweighted, _ = trained(base, 100)
+    weighted, _ = trained(base + "-sample_weights")
+    unweighted, _ = trained(base)
     assert oracle.relative_difference(weighted.weights, unweighted.weights) > 1e-3
     assert weighted.history["weighted_accuracy"] != weighted.history["accuracy"]
     assert weighted.history["loss"] != unweighted.history["loss"]
@@ -113,8 +156,8 @@ def test_weights_reach_the_loss_and_the_weighted_metric(trained, base):
 def test_add_loss_term_is_in_the_reported_loss(trained, base):
     # Same initial weights; the penalty is positive, so the first epoch's loss
     # must exceed the plain model's (stock agreement proves the gradient part).
-    with_penalty, _ = trained(base + "-add_loss", 100)
-    plain, _ = trained(base, 100)
+    with_penalty, _ = trained(base + "-add_loss")
+    plain, _ = trained(base)
     assert with_penalty.history["loss"][0] > plain.history["loss"][0]
 
 
@@ -129,7 +172,7 @@ DEFECTS = {
                 "grads, trainable_variables, optimizer_variables\n",
             )
         ],
-        0.0,
+        oracle.Run(),
     ),
     "2-logs-overwritten": (
         "train_step-manual",
@@ -139,7 +182,7 @@ DEFECTS = {
                 "for metric in self.metrics:\n                logs = metric.result()",
             )
         ],
-        0.0,
+        oracle.Run(),
     ),
     "3-three-tuple-aux-train_step": (
         "train_step-manual-add_loss",
@@ -149,7 +192,7 @@ DEFECTS = {
                 "return loss, y_pred, non_trainable_variables",
             )
         ],
-        0.0,
+        oracle.Run(),
     ),
     "3-three-tuple-aux-scratch": (
         "scratch-manual-add_loss",
@@ -159,7 +202,7 @@ DEFECTS = {
                 "return loss, y_pred, non_trainable_variables",
             )
         ],
-        0.0,
+        oracle.Run(),
     ),
     "4-loss-tracker-per-sample-weights": (
         "train_step-manual-sample_weights",
@@ -169,7 +212,7 @@ DEFECTS = {
                 "loss_tracker.update_state(loss, sample_weight=sample_weight)",
             )
         ],
-        0.0,
+        oracle.Run(),
     ),
     "4-weights-ignored-by-the-loss": (
         "scratch-manual-sample_weights",
@@ -179,7 +222,7 @@ DEFECTS = {
                 "loss = self.loss_fn(y, y_pred)",
             )
         ],
-        0.0,
+        oracle.Run(),
     ),
     "6-own-compute_loss_and_updates": (
         "train_step-manual",
@@ -187,17 +230,17 @@ DEFECTS = {
             ("loss_and_updates(", "compute_loss_and_updates("),
             ("def test_step(", "def unused_test_step("),
         ],
-        0.0,
+        oracle.Run(),
     ),
     "7-add_loss-dropped-train_step": (
         "train_step-manual-add_loss",
         [("        loss = loss + ops.sum(losses)\n", "")],
-        0.0,
+        oracle.Run(),
     ),
     "7-add_loss-dropped-scratch": (
         "scratch-manual-add_loss",
         [("        loss = loss + ops.sum(losses)\n", "")],
-        0.0,
+        oracle.Run(),
     ),
     "8-validation-continues-training-metrics-manual": (
         "scratch-manual",
@@ -207,7 +250,7 @@ DEFECTS = {
                 "metrics_variables = state[3]",
             )
         ],
-        0.0,
+        oracle.Run(),
     ),
     "8-validation-continues-training-metrics-builtin": (
         "scratch-builtin",
@@ -217,18 +260,49 @@ DEFECTS = {
                 "metrics_variables = state[3]",
             )
         ],
-        0.0,
+        oracle.Run(),
     ),
     **{
-        f"9-inference-mode-in-training-{base}": (base, [TRAIN_TRUE], 0.5)
+        f"9-inference-mode-in-training-{base}": (
+            base,
+            [TRAIN_TRUE],
+            oracle.Run(dropout=0.5),
+        )
         for base in BASE_VARIANTS
     },
+    # Issue 23's: validation held out from the front of the training samples
+    # instead of the end where fit(validation_split=F) cuts...
+    "validation-split-from-the-wrong-end": (
+        "scratch-manual",
+        [
+            (
+                "data.py",
+                "return Split(*(a[:at] for a in fields)), "
+                "Split(*(a[at:] for a in fields))",
+                "return (\n        Split(*(a[samples - at :] for a in fields)),\n"
+                "        Split(*(a[: samples - at] for a in fields)),\n    )",
+            )
+        ],
+        oracle.Run(),
+    ),
+    # ... patience counted one epoch too long ...
+    "patience-off-by-one": (
+        "train_step-builtin",
+        [("monitoring.py", "self.wait >= self.patience", "self.wait > self.patience")],
+        oracle.Run(**EARLY_STOP),
+    ),
+    # ... and the last epoch's weights kept instead of the best one's.
+    "last-epoch-kept": (
+        "scratch-builtin",
+        [("monitoring.py", "variable.assign(value)", "pass")],
+        oracle.Run(**KEEP_BEST),
+    ),
 }
 
 
 @pytest.mark.parametrize("defect", list(DEFECTS))
 def test_suite_catches_the_defect(packages, tmp_path, defect):
-    cid, edits, dropout = DEFECTS[defect]
+    cid, edits, run = DEFECTS[defect]
     original = packages[cid].__path__[0]
     mutant_name = "mutant_" + defect.replace("-", "_")
     mutant = oracle.import_mutant(
@@ -236,18 +310,19 @@ def test_suite_catches_the_defect(packages, tmp_path, defect):
     )
     weighted = BY_ID[cid].data["sample_weights"]
     with pytest.raises(Exception) as caught:
-        oracle.assert_agree(*oracle.train_both(mutant, 100, weighted, dropout))
+        oracle.assert_agree(*oracle.train_both(mutant, weighted, run))
     # The mutant must fail by training wrongly or crashing in training, not by
     # being broken Python.
     assert not isinstance(caught.value, (ImportError, SyntaxError, NameError))
 
 
 def test_mutations_apply_to_the_current_template(packages):
-    """Each mutation's text occurs in its rendered training.py, or it tests nothing."""
+    """Each mutation's text occurs in its rendered module, or it tests nothing."""
     for defect, (cid, edits, _) in DEFECTS.items():
-        code = (oracle.Path(packages[cid].__path__[0]) / "training.py").read_text()
-        for old, _ in edits:
-            assert old in code, (defect, old)
+        for edit in edits:
+            name, old, _ = edit if len(edit) == 3 else ("training.py", *edit)
+            code = (oracle.Path(packages[cid].__path__[0]) / name).read_text()
+            assert old in code, (defect, name, old)
 
 
 def test_an_unedited_copy_passes_the_same_check(packages, tmp_path):
@@ -255,4 +330,4 @@ def test_an_unedited_copy_passes_the_same_check(packages, tmp_path):
     cid = "train_step-manual-add_loss-sample_weights"
     original = oracle.Path(packages[cid].__path__[0]).parent.parent
     copy = oracle.import_mutant(original, "mutant_control", tmp_path, [])
-    oracle.assert_agree(*oracle.train_both(copy, 100, weighted=True, dropout=0.5))
+    oracle.assert_agree(*oracle.train_both(copy, True, oracle.Run(dropout=0.5)))

@@ -10,7 +10,9 @@ allow_pickle=False) holding all that an exact resume needs:
 - the position: the epoch, how many of its batches are trained, and the
   order in which that epoch visits the samples;
 - the finished epochs' history, the settings the run depends on, and the
-  fingerprint of its model, optimizer, loss and metrics (`fingerprint`).
+  fingerprint of its model, optimizer, loss and metrics (`fingerprint`);
+- the best epoch so far, its weights and the early-stopping count
+  (`monitoring`).
 
 Each file is written under a temporary name, flushed to disk and renamed
 (`saving.replace_atomically`), so a kill at any moment leaves every
@@ -35,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from . import fingerprint, parallel
+from . import fingerprint, monitoring, parallel
 from .artifacts import require_writable_directory
 from .config import TrainConfig
-from .data import Split
+from .data import Dataset
 from .errors import Reported
 from .saving import replace_atomically, require_free_space
 from .stops import Interrupted, StopSignals, TrainingStopped
@@ -69,6 +71,9 @@ class Checkpoint:
     order: np.ndarray  # the order in which it visits the training samples
     history: dict[str, list[float]]  # the finished epochs
     state: State
+    # monitoring.BestEpoch's state() and weights, as of this checkpoint.
+    best: dict = dataclasses.field(default_factory=dict)
+    best_weights: list = dataclasses.field(default_factory=list)
 
 
 class Guard:
@@ -81,21 +86,30 @@ class Guard:
     checkpoints they cost no synchronization at all. The files are
     `CheckpointFiles`', the stop signals `stops.StopSignals`' (within
     `with guard:`); a loss or a state that is no longer finite ends the run
-    (`Diverged`) instead of being saved.
+    (`Diverged`) instead of being saved. Early stopping is decided after each
+    epoch by `monitoring.BestEpoch`, whose state the checkpoints carry.
     """
 
-    def __init__(self, config: TrainConfig, train: Split, recipe: dict):
-        """`recipe`: the run's `fingerprint.of_run`, which a resume must match."""
+    def __init__(self, config: TrainConfig, data: Dataset, recipe: dict, metrics):
+        """`recipe`: the run's `fingerprint.of_run`, which a resume must match;
+        `metrics`: the run's metric objects, which name its history's keys."""
         self.config = config
-        self.train = train
-        self.steps_per_epoch = config.steps_per_epoch(len(train))
+        self.train = data.train
+        self.steps_per_epoch = config.steps_per_epoch(len(data.train))
+        self.best = monitoring.BestEpoch.for_run(
+            config.monitor, config.patience, data.val is not None, metrics
+        )
         self.signals = StopSignals()
         self.last_saved: Path | None = None
+        self.resumed: dict | None = None  # where a resumed run continued
+        self._first_epoch = 0
         self._position = 0  # global step reached
         self.files = None
         if config.checkpoint_dir is not None:
-            self.settings = {**run_settings(config, train), "recipe": recipe}
-            self.files = CheckpointFiles(config.checkpoint_dir, config.resume)
+            self.settings = {**run_settings(config, data), "recipe": recipe}
+            self.files = CheckpointFiles(
+                config.checkpoint_dir, config.resume, config.output
+            )
 
     def __enter__(self) -> Guard:
         self.signals.__enter__()
@@ -137,15 +151,37 @@ class Guard:
 
     def after_epoch(
         self, epoch: int, history: dict, state: State | Callable[[], State]
-    ) -> None:
+    ) -> bool:
+        """After epoch `epoch` (from 0), validation included: True when the
+        run stops early here."""
         self._check_finite(history["loss"][-1], epoch)
+        fetch = state if callable(state) else lambda: state
+
+        def weights():
+            trainable_variables, non_trainable_variables, *_ = fetch()
+            return [*trainable_variables, *non_trainable_variables]
+
+        stop_early = self.best.after_epoch(epoch, history, weights)
         stop = self.signals.requested()
         saved = None
         if self.files is not None:
             next_order = self.epoch_order(epoch + 1)
             saved = self._save(Checkpoint(epoch + 1, 0, next_order, history, state))
-        if stop is not None and epoch + 1 < self.config.epochs:
+        if stop is not None and epoch + 1 < self.config.epochs and not stop_early:
             raise Interrupted(stop, saved)
+        return stop_early
+
+    def epochs(self) -> range:
+        """The epochs left to train: from the resumed one on, none once the
+        run has stopped early."""
+        if self.best.stopped_early:
+            return range(0)
+        return range(self._first_epoch, self.config.epochs)
+
+    def finish(self, history: dict, variables: list) -> monitoring.Outcome:
+        """After the last epoch: `variables` (trainable then non-trainable, the
+        model's) take the best epoch's weights; the outcome keeps the last's."""
+        return monitoring.Outcome.of(self.best, history, variables, self.resumed)
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         return self.train.epoch_order(epoch, self.config.seed, self.config.shuffle)
@@ -169,6 +205,16 @@ class Guard:
             check_position(path, checkpoint, len(self.train), self.steps_per_epoch)
             self.last_saved = path
             self._position = checkpoint.epoch * self.steps_per_epoch + checkpoint.step
+            self._first_epoch = checkpoint.epoch
+            self.best.restore(checkpoint.best, checkpoint.best_weights)
+            self.resumed = {
+                "checkpoint": str(path),
+                "epoch": checkpoint.epoch + 1,
+                "step": checkpoint.step,
+                "global_step": self._position,
+            }
+            if self.config.verbose:
+                print(resumed_line(path, checkpoint, self.config, self.best))
             return checkpoint
         self.files.none_readable()
         return None
@@ -191,7 +237,12 @@ class Guard:
                     f"{checkpoint.epoch + 1}; stopped without saving them"
                     + self._last_good()
                 )
-        checkpoint = dataclasses.replace(checkpoint, state=state)
+        checkpoint = dataclasses.replace(
+            checkpoint,
+            state=state,
+            best=self.best.state(),
+            best_weights=self.best.weights or [],
+        )
         global_step = checkpoint.epoch * self.steps_per_epoch + checkpoint.step
         self.last_saved = self.files.save(global_step, checkpoint, self.settings)
         return self.last_saved
@@ -212,10 +263,12 @@ class Guard:
 
 class CheckpointFiles:
     """The `ckpt-<global step>.npz` files of one --checkpoint-dir: the newest
-    KEEP, written by process 0 alone, read newest first."""
+    KEEP, written by process 0 alone, read newest first. Each names the run's
+    output directory, where a resume goes on writing (`output`)."""
 
-    def __init__(self, directory: Path, resume: bool):
+    def __init__(self, directory: Path, resume: bool, output: Path | None = None):
         self.directory = directory
+        self.output = output
         require_writable_directory(directory, "--checkpoint-dir", CheckpointError)
         # A write killed before its rename leaves a temporary file; never read.
         if parallel.is_main_process():
@@ -247,7 +300,7 @@ class CheckpointFiles:
         KEEP; returns its path, the same in every process."""
         path = self.directory / f"ckpt-{global_step:010d}.npz"
         if parallel.is_main_process():
-            write(path, checkpoint, settings)
+            write(path, checkpoint, settings, self.output)
             for old in self.paths()[KEEP:]:
                 old.unlink(missing_ok=True)
         return path
@@ -306,9 +359,9 @@ def check_compatible(
         raise CheckpointError(
             f"--resume: {path} cannot continue this run: " + "; ".join(changed)
         )
-    for part, saved, fresh in zip(
-        STATE_PARTS[:3], checkpoint.state[:3], like[:3], strict=True
-    ):
+    best = ("best epoch's weights", checkpoint.best_weights, [*like[0], *like[1]])
+    parts = [*zip(STATE_PARTS[:3], checkpoint.state[:3], like[:3], strict=True)]
+    for part, saved, fresh in parts + [best] * bool(checkpoint.best_weights):
         shapes = [np.shape(v) for v in saved]
         if shapes != [np.shape(v) for v in fresh]:
             raise CheckpointError(
@@ -344,37 +397,84 @@ def check_position(
         )
     ):
         problem = f"its history does not hold {checkpoint.epoch} epochs"
+    elif not _best_fits(checkpoint.best, checkpoint.epoch):
+        problem = f"its best-epoch record {checkpoint.best!r} does not fit its epochs"
     if problem:
         raise CheckpointError(f"--resume: {path} is inconsistent: {problem}")
+
+
+def _best_fits(best: dict, epoch: int) -> bool:
+    """monitoring.BestEpoch.state() of a run `epoch` epochs in."""
+    if not isinstance(best, dict) or set(best) != set(BEST_KEYS):
+        return False
+    best_epoch, wait = best["best_epoch"], best["wait"]
+    if best_epoch is None:
+        return best["best"] is None and wait == 0 and best["stopped_early"] is False
+    return (
+        isinstance(best_epoch, int)
+        and 0 <= best_epoch < epoch
+        and isinstance(best["best"], int | float)
+        and wait == epoch - 1 - best_epoch
+        and isinstance(best["stopped_early"], bool)
+    )
+
+
+BEST_KEYS = ("monitor", "best", "best_epoch", "wait", "stopped_early")
 
 
 class UnreadableCheckpoint(Exception):
     pass
 
 
-def run_settings(config: TrainConfig, train: Split) -> dict:
+def run_settings(config: TrainConfig, data: Dataset) -> dict:
     """What a run's result depends on besides the code: resume must match it."""
     return {
         "batch_size": config.batch_size,
         "learning_rate": config.learning_rate,
         "seed": config.seed,
         "shuffle": config.shuffle,
-        "train_data_sha256": train.sha256(),
+        "train_data_sha256": data.train.sha256(),
+        "validation_data_sha256": data.val.sha256() if data.val else None,
+        "monitor": config.monitor,
+        "patience": config.patience,
     }
 
 
-def write(path: Path, checkpoint: Checkpoint, settings: dict) -> None:
+def resumed_line(path: Path, checkpoint: Checkpoint, config: TrainConfig, best) -> str:
+    """What `--resume` says it found."""
+    epochs = config.epochs
+    if best.stopped_early or checkpoint.epoch >= epochs:
+        why = "stopped early" if best.stopped_early else f"all {epochs} epochs done"
+        return (
+            f"Resuming from {path}: that run is finished ({why}); writing its "
+            "outputs again, nothing more to train."
+        )
+    steps = config.steps_per_epoch(checkpoint.order.size)
+    return (
+        f"Resuming from {path}: epoch {checkpoint.epoch + 1} of {epochs}, after "
+        f"step {checkpoint.step} of {steps}"
+    )
+
+
+def write(
+    path: Path, checkpoint: Checkpoint, settings: dict, output: Path | None = None
+) -> None:
     meta = {
+        "output": None if output is None else str(output),
         "epoch": checkpoint.epoch,
         "step": checkpoint.step,
         "history": checkpoint.history,
         "settings": settings,
         "counts": [len(part) for part in checkpoint.state],
+        "best": checkpoint.best,
+        "best_weights": len(checkpoint.best_weights),
     }
     arrays = {"meta": np.array(json.dumps(meta)), "order": checkpoint.order}
     for part, values in zip(STATE_PARTS, checkpoint.state, strict=True):
         for i, value in enumerate(values):
             arrays[f"{part}.{i}"] = value
+    for i, value in enumerate(checkpoint.best_weights):
+        arrays[f"best_weights.{i}"] = value
     replace_atomically(path, lambda tmp: np.savez(tmp, **arrays))
 
 
@@ -389,8 +489,19 @@ def read(path: Path) -> tuple[Checkpoint, dict]:
             [arrays[f"{part}.{i}"] for i in range(count)]
             for part, count in zip(STATE_PARTS, meta["counts"], strict=True)
         )
+        # Absent from checkpoints of earlier versions, whose settings differ
+        # anyway: check_compatible refuses them by name.
+        best_weights = [
+            arrays[f"best_weights.{i}"] for i in range(meta.get("best_weights", 0))
+        ]
         checkpoint = Checkpoint(
-            meta["epoch"], meta["step"], arrays["order"], meta["history"], state
+            meta["epoch"],
+            meta["step"],
+            arrays["order"],
+            meta["history"],
+            state,
+            meta.get("best", {}),
+            best_weights,
         )
         return checkpoint, meta["settings"]
     except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as e:

@@ -47,8 +47,8 @@ IN_FLIGHT = 2
 # XLA's CPU buffers start on this boundary; a host array that does too is
 # used in place when placed on a CPU device.
 ALIGNMENT = 64
-# Samples this process has streamed, by file: `train` reports them in a
-# multi-process run, where each process reads only its own share.
+# Training samples this process has streamed, by file: `train` reports them
+# in a multi-process run, where each process reads only its own share.
 SAMPLES_READ: collections.Counter[str] = collections.Counter()
 
 
@@ -60,11 +60,16 @@ def arrays(split: Split, weighted: bool = True) -> tuple[np.ndarray, ...]:
 
 
 def for_split(
-    split: Split, placement: parallel.DataParallel, weighted: bool = True
+    split: Split,
+    placement: parallel.DataParallel,
+    weighted: bool = True,
+    counted: bool = False,
 ) -> InMemory | Streamed:
-    """The feed a split needs: streamed when its x is memory-mapped."""
-    feed = Streamed if split.streamed else InMemory
-    return feed(arrays(split, weighted), placement)
+    """The feed a split needs: streamed when its x is memory-mapped (its
+    reads `counted` in SAMPLES_READ)."""
+    if split.streamed:
+        return Streamed(arrays(split, weighted), placement, counted)
+    return InMemory(arrays(split, weighted), placement)
 
 
 def chunks(order: np.ndarray, batch_size: int, done: int, steps_per_call: int):
@@ -113,10 +118,14 @@ class Streamed:
     description = "streamed from disk"
 
     def __init__(
-        self, arrays: tuple[np.ndarray, ...], placement: parallel.DataParallel
+        self,
+        arrays: tuple[np.ndarray, ...],
+        placement: parallel.DataParallel,
+        counted: bool = False,
     ):
         self.arrays = arrays
         self.placement = placement
+        self.counted = counted
         # x as the in-memory path has it on the devices; the labels and
         # weights are in memory already, in their device dtypes.
         x, *rest = arrays
@@ -159,7 +168,7 @@ class Streamed:
             jax.make_array_from_callback(
                 (*rows.shape, *array.shape[1:]),
                 sharding,
-                _Reader(array, dtype, rows),
+                _Reader(array, dtype, rows, self.counted),
             )
             for array, dtype in zip(self.arrays, self.dtypes, strict=True)
         )
@@ -231,8 +240,11 @@ class _Reader:
     replicated short batch) share one read.
     """
 
-    def __init__(self, array: np.ndarray, dtype: np.dtype, rows: np.ndarray):
+    def __init__(
+        self, array: np.ndarray, dtype: np.dtype, rows: np.ndarray, counted: bool
+    ):
         self.array, self.dtype, self.rows = array, dtype, rows
+        self.counted = counted
         self.parts = {}
 
     def __call__(self, index: tuple[slice, ...]) -> np.ndarray:
@@ -256,7 +268,8 @@ class _Reader:
         except OSError as e:
             name = getattr(self.array, "filename", "data")
             raise DataError(f"{name}: reading failed ({e})") from None
-        SAMPLES_READ[getattr(self.array, "filename", "data")] += len(flat)
+        if self.counted:
+            SAMPLES_READ[getattr(self.array, "filename", "data")] += len(flat)
         return samples.reshape(*rows.shape, *self.array.shape[1:])
 
 
