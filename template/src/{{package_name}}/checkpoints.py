@@ -74,6 +74,9 @@ class Checkpoint:
     # monitoring.BestEpoch's state() and weights, as of this checkpoint.
     best: dict = dataclasses.field(default_factory=dict)
     best_weights: list = dataclasses.field(default_factory=list)
+    # How the steps were compiled (compilation.Plan.record()): a resume
+    # compiles them the same way.
+    plan: dict | None = None
 
 
 class Guard:
@@ -102,6 +105,7 @@ class Guard:
         self.signals = StopSignals()
         self.last_saved: Path | None = None
         self.resumed: dict | None = None  # where a resumed run continued
+        self.plan: dict | None = None  # compilation.Plan.record(), once chosen
         self._first_epoch = 0
         self._position = 0  # global step reached
         self.files = None
@@ -181,7 +185,8 @@ class Guard:
     def finish(self, history: dict, variables: list) -> monitoring.Outcome:
         """After the last epoch: `variables` (trainable then non-trainable, the
         model's) take the best epoch's weights; the outcome keeps the last's."""
-        return monitoring.Outcome.of(self.best, history, variables, self.resumed)
+        outcome = monitoring.Outcome.of(self.best, history, variables, self.resumed)
+        return dataclasses.replace(outcome, compilation=self.plan)
 
     def epoch_order(self, epoch: int) -> np.ndarray:
         return self.train.epoch_order(epoch, self.config.seed, self.config.shuffle)
@@ -242,6 +247,7 @@ class Guard:
             state=state,
             best=self.best.state(),
             best_weights=self.best.weights or [],
+            plan=self.plan,
         )
         global_step = checkpoint.epoch * self.steps_per_epoch + checkpoint.step
         self.last_saved = self.files.save(global_step, checkpoint, self.settings)
@@ -399,6 +405,13 @@ def check_position(
         problem = f"its history does not hold {checkpoint.epoch} epochs"
     elif not _best_fits(checkpoint.best, checkpoint.epoch):
         problem = f"its best-epoch record {checkpoint.best!r} does not fit its epochs"
+    elif checkpoint.plan is not None and not (
+        isinstance(checkpoint.plan, dict)
+        and checkpoint.plan.get("kind") in ("scan", "unroll")
+        and isinstance(checkpoint.plan.get("steps_per_call"), int)
+        and checkpoint.plan["steps_per_call"] >= 1
+    ):
+        problem = f"its compilation record {checkpoint.plan!r} is not a plan"
     if problem:
         raise CheckpointError(f"--resume: {path} is inconsistent: {problem}")
 
@@ -468,6 +481,7 @@ def write(
         "counts": [len(part) for part in checkpoint.state],
         "best": checkpoint.best,
         "best_weights": len(checkpoint.best_weights),
+        "plan": checkpoint.plan,
     }
     arrays = {"meta": np.array(json.dumps(meta)), "order": checkpoint.order}
     for part, values in zip(STATE_PARTS, checkpoint.state, strict=True):
@@ -502,6 +516,7 @@ def read(path: Path) -> tuple[Checkpoint, dict]:
             state,
             meta.get("best", {}),
             best_weights,
+            meta.get("plan"),
         )
         return checkpoint, meta["settings"]
     except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as e:

@@ -88,6 +88,16 @@ def chunks(order: np.ndarray, batch_size: int, done: int, steps_per_call: int):
         yield full + 1, order[full * batch_size :][None]
 
 
+def first_call(feed, order: np.ndarray, batch_size: int, steps: int) -> tuple:
+    """The `(data, xs)` of an epoch's first call of `steps` steps (fewer where
+    the epoch or the feed has fewer): what compilation.py times."""
+    calls = feed.calls(order, batch_size, 0, steps)
+    try:
+        return next(iter(calls))[2]
+    finally:
+        calls.close()
+
+
 class InMemory:
     """Every sample on every device once; each call gathers its batches there."""
 

@@ -114,6 +114,7 @@ class Outcome:
     # model holds another epoch's; None where it holds the last.
     last_weights: list | None = None
     resumed: dict | None = None  # where a resumed run continued, if it was
+    compilation: dict | None = None  # how its steps were compiled (compilation.py)
 
     @classmethod
     def of(

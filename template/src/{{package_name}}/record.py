@@ -60,6 +60,7 @@ class Record:
             "ended": outcome.ended,
             "epochs_trained": len(next(iter(history.values()), [])),
             "resumed": outcome.resumed,
+            "compilation": outcome.compilation,
             "monitor": outcome.monitor,
             "best_epoch": best,
             "kept": "the best epoch" if best else "the last epoch",
