@@ -39,6 +39,7 @@ class Run:
     epochs: int = EPOCHS
     monitor: str | None = None  # None: val_loss where there is validation
     patience: int | None = None
+    compile: str = "auto"  # how the steps are compiled (compilation.py)
 
 
 @dataclasses.dataclass
@@ -138,6 +139,7 @@ def train_ours(pkg, model, data, run: Run = Run()) -> Result:
         validation_split=run.validation_split,
         monitor=run.monitor,
         patience=run.patience,
+        compile=run.compile,
     )
     outcome = pkg.training.train(model, data, config)
     return Result([np.array(v) for v in model.trainable_variables], outcome.history)

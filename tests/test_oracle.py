@@ -94,6 +94,16 @@ def test_without_validation_as_stock_fit(trained, cid, record_property):
     record_property(FIGURE, (f"{cid} (no validation)", difference))
 
 
+@pytest.mark.parametrize("plan", ["unroll:1", "unroll:3", "scan:2"])
+@pytest.mark.parametrize("cid", BASE_VARIANTS)
+def test_every_compilation_trains_as_stock_fit(trained, cid, plan, record_property):
+    """Issue 28: however compilation.py compiles the steps (one per call, a
+    few unrolled, a scan of any length), the dense network trains bit for
+    bit as stock fit() does."""
+    ours, stock = trained(cid, compile=plan)
+    record_property(FIGURE, (f"{cid} ({plan})", oracle.assert_agree(ours, stock)))
+
+
 @pytest.mark.parametrize("cid", BASE_VARIANTS)
 def test_training_steps_run_in_training_mode(trained, cid, record_property):
     # With dropout, training mode changes every number: agreeing with stock fit()

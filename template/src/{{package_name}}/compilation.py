@@ -46,6 +46,9 @@ MAX_UNROLLED = 8  # unrolled steps per call at most: compile time grows with the
 # Trying the unrolled steps may cost this share of the run's estimated time at
 # most (a compile and two calls, once per model: the decision is cached).
 TRIAL_SHARE = 0.25
+# A run of at most this many calls of `wanted` steps is not measured at all:
+# its timing calls would cost more than any choice could save.
+SHORT_RUN_CALLS = 4
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,6 +133,8 @@ def choose(
     if resumed:
         plan = Plan(resumed["kind"], min(resumed["steps_per_call"], wanted))
         return dataclasses.replace(plan, how="as the checkpoint was trained")
+    if total_steps <= SHORT_RUN_CALLS * wanted:
+        return Plan("scan", wanted, "the run is too short to measure")
     started = time.perf_counter()
     cache = Cache(key)
     plan = _agree(cache.get(wanted))
