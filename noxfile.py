@@ -6,8 +6,8 @@ nox -t gpu            every combination's test suite on an NVIDIA GPU
 nox -s slow           every combination's kill -9 test with 25 kill points
 nox -s demo           render the default project and train it
 nox -s bench          training speed against stock fit() and plain JAX, memory
-                      and speed when streaming from disk, and how fast the
-                      command line answers
+                      and speed when streaming from disk, how fast the
+                      command line answers, and how fast a run stops
 """
 
 import os
@@ -118,6 +118,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks.run", *session.posargs)
     session.run("python", "-m", "benchmarks.streaming")
     session.run("python", "-m", "benchmarks.startup")
+    session.run("python", "-m", "benchmarks.stops")
 
 
 def fresh_render(session: nox.Session, answers: dict, name: str) -> Path:

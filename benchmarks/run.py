@@ -11,12 +11,20 @@ process, in an order rotated from one repeat to the next, and a row's
 "x ref" is the median over repeats of its time divided by the reference's
 time in the same repeat. The spread column is (slowest - fastest repeat) /
 median of a row's own epoch time, to show the noise those ratios ride on.
+
+The reference is written two ways for the CNN (a scan over the epoch, and
+calls of unrolled steps, which XLA's CPU backend runs a convolution's
+gradient faster in), and "x ref" compares with the faster in each repeat: the
+best compilation for that model. The projects decide theirs themselves
+(compilation.py): the "plan" column shows what they chose, "decision s" what
+deciding cost in the first repeat (the later ones take it from the cache).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -41,20 +49,29 @@ CONFIGS = {  # name: (hidden units, batch size, README's CNN in front, samples)
     "mlp-b256": ((64, 64), 256, False, N_TRAIN),
     "wide-b256": ((512, 512), 256, False, N_TRAIN),
     # On 2 CPU cores a CNN sample costs several hundred times an MLP sample:
-    # 2,048 samples (16 steps, about 2 s an epoch) keep a run near 20 seconds.
-    "cnn-b128": ((64, 64), 128, True, 2_048),
+    # 4,096 samples (about 1-2 s an epoch) keep a run near 20 seconds.
+    "cnn-b64": ((64, 64), 64, True, 4_096),
+    "cnn-b128": ((64, 64), 128, True, 4_096),
 }
 
 
 EPOCHS = 6  # the first compiles; the other five are timed
 REFERENCE = "reference (jax+optax)"
+# The reference's ways of compiling: (row name, worker --unroll); the CNN's
+# rows try them all, the MLP's only the scan (unrolling costs dense nets).
+REFERENCES = {
+    REFERENCE: 0,
+    "reference, 1 step a call": 1,
+    "reference, 8 unrolled a call": 8,
+}
 
 
-def timed(row: str, src: str | None, hidden, batch_size, cnn, samples) -> dict:
+def timed(row: str, src, hidden, batch_size, cnn, samples, unroll=0) -> dict:
     command = [sys.executable, "-m", "benchmarks.worker", "--row", row]
     command += ["--hidden", *map(str, hidden), "--batch-size", str(batch_size)]
     command += ["--epochs", str(EPOCHS), "--samples", str(samples)]
     command += (["--src", src] if src else []) + (["--cnn"] if cnn else [])
+    command += ["--unroll", str(unroll)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode != 0:
         raise SystemExit(f"{row} failed:\n{done.stderr[-3000:]}")
@@ -64,6 +81,7 @@ def timed(row: str, src: str | None, hidden, batch_size, cnn, samples) -> dict:
         "first_epoch_s": first,
         "epoch_s": statistics.median(rest),
         "peak_rss_mb": run["peak_rss_mb"],
+        "compilation": run.get("compilation"),
     }
 
 
@@ -78,7 +96,7 @@ def add_readme_cnn(model_py: Path) -> None:
 
 def table_row(cells: list[str]) -> str:
     """Two left-aligned text columns, then right-aligned numbers."""
-    widths = [10, 42, 10, 6, 7, 11, 8]
+    widths = [10, 42, 10, 6, 7, 11, 8, 10, 10]
     return " ".join(
         cell.ljust(width) if i < 2 else cell.rjust(width)
         for i, (cell, width) in enumerate(zip(cells, widths, strict=True))
@@ -89,16 +107,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    parser.add_argument("--variants", nargs="+", default=VARIANTS)
     parser.add_argument("--output", type=Path, default=Path("bench.json"))
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
-        # row: (worker --row, --src) for the MLP and for README's CNN
+        # The projects' compilation caches start empty (compilation.py).
+        os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")
+        # row: (worker --row, --src, --unroll) for the MLP and for README's CNN
         rows = {
-            REFERENCE: {False: ("reference", None), True: ("reference", None)},
-            "stock fit()": {False: ("stock", None), True: ("stock", None)},
+            name: {cnn: ("reference", None, unroll) for cnn in (False, True)}
+            for name, unroll in REFERENCES.items()
         }
-        for cid in VARIANTS:
+        rows["stock fit()"] = {False: ("stock", None), True: ("stock", None)}
+        for cid in args.variants:
             rows[cid] = {}
             for cnn in (False, True):
                 package = ("bench_cnn_" if cnn else "bench_") + cid.replace("-", "_")
@@ -117,7 +139,10 @@ def main() -> None:
                 # Rotated, so that no row always runs first or after the same one.
                 shift = repeat % len(names)
                 for name in names[shift:] + names[:shift]:
-                    run = timed(*rows[name][cnn], hidden, batch_size, cnn, samples)
+                    if name in REFERENCES and REFERENCES[name] and not cnn:
+                        continue  # the MLP's reference scans
+                    row, src, *unroll = rows[name][cnn]
+                    run = timed(row, src, hidden, batch_size, cnn, samples, *unroll)
                     runs.setdefault((config, name), []).append(run)
                     print(
                         f"repeat {repeat + 1}/{args.repeats} {config:<10} {name}: "
@@ -127,8 +152,15 @@ def main() -> None:
 
     results = []
     for config in args.configs:
-        reference = runs[(config, REFERENCE)]
+        # The fastest way of the reference's, in each repeat.
+        ways = [runs[(config, name)] for name in REFERENCES if (config, name) in runs]
+        reference = [
+            min(repeat, key=lambda run: run["epoch_s"])
+            for repeat in zip(*ways, strict=True)
+        ]
         for name in rows:
+            if (config, name) not in runs:
+                continue
             row_runs = runs[(config, name)]
             epochs = [r["epoch_s"] for r in row_runs]
             epoch = statistics.median(epochs)
@@ -151,16 +183,17 @@ def main() -> None:
                     ),
                     "peak_rss_mb": max(r["peak_rss_mb"] for r in row_runs),
                     "repeats": len(epochs),
+                    "compilation": [r["compilation"] for r in row_runs],
                 }
             )
     args.output.write_text(json.dumps(results, indent=2) + "\n")
 
-    print(
-        table_row(
-            ["config", "row", "samples/s", "x ref", "spread", "1st epoch s", "peak MB"]
-        )
-    )
+    header = ["config", "row", "samples/s", "x ref", "spread", "1st epoch s"]
+    print(table_row([*header, "peak MB", "plan", "decision s"]))
     for r in results:
+        plans = [p for p in r["compilation"] if p]
+        plan = f"{plans[-1]['kind']}:{plans[-1]['steps_per_call']}" if plans else ""
+        decision = f"{plans[0]['decision_seconds']:.2f}" if plans else ""
         print(
             table_row(
                 [
@@ -171,6 +204,8 @@ def main() -> None:
                     f"{r['spread']:.0%}",
                     f"{r['first_epoch_s']:.2f}",
                     f"{r['peak_rss_mb']:.0f}",
+                    plan,
+                    decision,
                 ]
             )
         )

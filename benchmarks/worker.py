@@ -79,12 +79,17 @@ class PeakAnonymousMemory:
             time.sleep(interval)
 
 
-def run_project(package: str, arrays, hidden, batch_size, epochs, cnn) -> list[float]:
+def run_project(package: str, arrays, hidden, batch_size, epochs, cnn, extra: dict):
     """`cnn`: the package was rendered with README_CNN in its model.py.
-    `arrays` may instead be a data directory's path, which the project streams."""
-    for module in ("checkpoints", "config", "data", "model", "training"):
+    `arrays` may instead be a data directory's path, which the project streams.
+    `extra` gets how the project compiled its steps (compilation.py)."""
+    for module in ("checkpoints", "compilation", "config", "data", "model", "training"):
         importlib.import_module(f"{package}.{module}")
     pkg = importlib.import_module(package)
+    # The decision a long run makes: measured even in these short runs (once
+    # per bench: the cache in XDG_CACHE_HOME serves the later repeats).
+    pkg.compilation.SHORT_RUN_CALLS = 0
+    pkg.compilation.TRIAL_SHARE = float("inf")
     has_cnn = README_CNN in Path(pkg.model.__file__).read_text()
     if has_cnn != cnn:
         raise SystemExit(f"{package}: model.py {'has' if has_cnn else 'lacks'} the CNN")
@@ -113,7 +118,8 @@ def run_project(package: str, arrays, hidden, batch_size, epochs, cnn) -> list[f
         return stop
 
     guard.after_epoch = timed_after_epoch
-    pkg.training.train(model, data, config)
+    outcome = pkg.training.train(model, data, config)
+    extra["compilation"] = outcome.compilation
     return clock.seconds()
 
 
@@ -150,7 +156,7 @@ def run_stock(arrays, hidden, batch_size, epochs, cnn: bool) -> list[float]:
     return clock.seconds()
 
 
-def run_reference(arrays, hidden, batch_size, epochs, cnn: bool) -> list[float]:
+def run_reference(arrays, hidden, batch_size, epochs, cnn: bool, unroll=0):
     from benchmarks import reference
 
     x = arrays["x_train"].astype(np.float32) / 255.0
@@ -164,6 +170,7 @@ def run_reference(arrays, hidden, batch_size, epochs, cnn: bool) -> list[float]:
         epochs,
         conv_filters=CNN_FILTERS if cnn else 0,
         on_epoch_end=clock.tick,
+        unroll=unroll,
     )
     return clock.seconds()
 
@@ -178,6 +185,9 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=N_TRAIN, help="training rows")
     parser.add_argument("--cnn", action="store_true", help="README's CNN, not the MLP")
     parser.add_argument(
+        "--unroll", type=int, default=0, help="reference: K unrolled steps a call"
+    )
+    parser.add_argument(
         "--data-dir",
         type=Path,
         help="a data directory: a project streams it, stock fit() loads it",
@@ -191,20 +201,26 @@ def main() -> None:
     else:
         arrays = args.data_dir
     shape = (tuple(args.hidden), args.batch_size, args.epochs, args.cnn)
+    extra = {}
     if args.row == "stock":
         seconds = run_stock(arrays, *shape)
     elif args.row == "reference":
-        seconds = run_reference(arrays, *shape)
+        seconds = run_reference(arrays, *shape, unroll=args.unroll)
     else:
         sys.path.insert(0, args.src)
-        seconds = run_project(args.row, arrays, *shape)
+        seconds = run_project(args.row, arrays, *shape, extra)
     if len(seconds) != args.epochs:
         raise SystemExit(f"timed {len(seconds)} epoch ends, expected {args.epochs}")
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     anon_mb = memory.peak_kb / 1024
     print(
         json.dumps(
-            {"epoch_s": seconds, "peak_rss_mb": peak_mb, "peak_rss_anon_mb": anon_mb}
+            {
+                "epoch_s": seconds,
+                "peak_rss_mb": peak_mb,
+                "peak_rss_anon_mb": anon_mb,
+                **extra,
+            }
         )
     )
 

@@ -38,6 +38,9 @@ def test_worker_times_each_epoch_of_a_rendered_loop(rendered, cid):
     assert len(run["epoch_s"]) == EPOCHS
     assert all(seconds > 0 for seconds in run["epoch_s"])
     assert run["peak_rss_mb"] > 0
+    # The decision a long run makes, measured (compilation.py) and reported.
+    assert run["compilation"]["how"] in ("measured", "cached for this model")
+    assert run["compilation"]["kind"] in ("scan", "unroll")
 
 
 def test_worker_times_each_epoch_of_stock_fit():
