@@ -19,7 +19,9 @@ stop signal is honoured within about that, plus the checkpoint's write.
 The choice (a `Plan`) is printed in one line, cached per model, devices,
 batch size and precision (`cache_path`), recorded in checkpoints so that a
 resume compiles the same way and stays bit-identical, and written to
-run.json. `train --compile scan:N|unroll:N` pins it.
+run.json. `train --compile scan:N|unroll:N` pins it; `--compile measure`
+measures whatever the run's length and the cache hold (and caches the
+result, for the long runs to come).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -93,6 +96,11 @@ def pinned(config: TrainConfig) -> Plan | None:
     return Plan(*config.pinned_compilation, "as --compile pins it")
 
 
+def options(config: TrainConfig) -> dict:
+    """`choose`'s `pinned` and `measure`, from `--compile`."""
+    return {"pinned": pinned(config), "measure": config.compile == "measure"}
+
+
 def run_steps(step: Callable, carry, xs, unrolled: bool):
     """`lax.scan(step, carry, xs)`, or the same steps unrolled; returns the
     carry and the last step's outputs (the metrics are running totals, so
@@ -116,6 +124,7 @@ def choose(
     key: dict,
     pinned: Plan | None = None,
     resumed: dict | None = None,
+    measure: bool = False,
 ) -> Plan:
     """The plan of a run: pinned, resumed (a checkpoint's), cached, or measured.
 
@@ -123,7 +132,8 @@ def choose(
     new state (it may donate `state`); `inputs(steps)` gives the `(data, xs)`
     of a call of that many steps from the start of the run's first epoch;
     `wanted` is the most steps a call may run (checkpoints and streamed reads
-    bound it too). Every process takes process 0's decision.
+    bound it too). `measure`: measure whatever the run's length and the cache
+    hold (`--compile measure`). Every process takes process 0's decision.
     """
     if pinned is not None:
         check_pinned(pinned, resumed)
@@ -133,12 +143,13 @@ def choose(
     if resumed:
         plan = Plan(resumed["kind"], min(resumed["steps_per_call"], wanted))
         return dataclasses.replace(plan, how="as the checkpoint was trained")
-    if total_steps <= SHORT_RUN_CALLS * wanted:
+    if not measure and total_steps <= SHORT_RUN_CALLS * wanted:
         return Plan("scan", wanted, "the run is too short to measure")
     started = time.perf_counter()
     cache = Cache(key)
-    plan = _agree(cache.get(wanted))
+    plan = None if measure else _agree(cache.get(wanted))
     if plan is None:
+        total_steps = math.inf if measure else total_steps
         plan = _agree(_measure(call, state, inputs, wanted, total_steps))
         if plan.how.startswith("measured"):
             cache.put(plan)
@@ -158,7 +169,7 @@ def _measure(call, state, inputs, wanted: int, total_steps: int) -> Plan:
     for steps in dict.fromkeys([1, unrolled_steps]):
         # Unrolled steps compile about as one step does, once per step.
         cost = steps * max(scan.compile_s, 0.5) + 2 * steps * min(times.values())
-        if spent + cost > budget:
+        if _same(spent + cost > budget):
             break
         trial = _time(call, state, inputs, steps, unrolled=True)
         spent += trial.compile_s + 2 * trial.call_s
@@ -196,7 +207,7 @@ def _time(call, state, inputs, steps: int, unrolled: bool) -> _Timing:
     jax.block_until_ready(fresh)
     seconds = time.perf_counter() - started
     calls = 1
-    while steps == 1 and seconds < 0.1 and calls < 64:
+    while steps == 1 and _same(seconds < 0.1 and calls < 64):
         fresh = call(fresh, data, xs, unrolled)
         jax.block_until_ready(fresh)
         calls += 1
@@ -209,6 +220,17 @@ def _steps_for(seconds_per_step: float, wanted: int) -> int:
     """Steps per call for calls of about CALL_SECONDS."""
     fits = int(CALL_SECONDS / max(seconds_per_step, 1e-9))
     return max(1, min(wanted, MAX_STEPS, fits))
+
+
+def _same(condition: bool) -> bool:
+    """Process 0's answer, in every process: each trial call runs on every
+    process's devices together, so all must make the same calls."""
+    if jax.process_count() == 1:
+        return condition
+    from jax.experimental import multihost_utils
+
+    answer = multihost_utils.broadcast_one_to_all(np.array(condition, np.int32))
+    return bool(answer)
 
 
 def _agree(plan: Plan | None) -> Plan | None:

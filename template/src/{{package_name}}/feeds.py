@@ -40,9 +40,8 @@ from .data import DataError, Split, device_dtype, row_blocks
 # call for large samples), and this many calls are read ahead of the training.
 CALL_BYTES = 32 * 2**20
 READ_AHEAD = 3
-# Calls dispatched to the devices and not yet finished, at most: JAX returns
-# from a call at once, so without a bound the loop would queue every call of
-# an epoch, each holding its samples (the whole dataset, in memory).
+# Calls dispatched to the devices and not yet finished, at most (see
+# `bound_in_flight`).
 IN_FLIGHT = 2
 # XLA's CPU buffers start on this boundary; a host array that does too is
 # used in place when placed on a CPU device.
@@ -98,6 +97,20 @@ def first_call(feed, order: np.ndarray, batch_size: int, steps: int) -> tuple:
         calls.close()
 
 
+def bound_in_flight(in_flight: collections.deque, outputs) -> None:
+    """Waits until at most IN_FLIGHT dispatched calls are unfinished.
+
+    JAX returns from a call at once, so the loop would otherwise dispatch a
+    whole epoch ahead of the devices: a streamed call would hold its samples
+    meanwhile, and a stop signal would wait for all of those calls (the
+    Python handler runs once the main thread stops waiting: a README CNN run
+    stopped after 3.5 s, at the end of its epoch, instead of after a call).
+    """
+    in_flight.append(outputs)
+    while len(in_flight) > IN_FLIGHT:
+        jax.block_until_ready(in_flight.popleft())
+
+
 class InMemory:
     """Every sample on every device once; each call gathers its batches there."""
 
@@ -108,6 +121,7 @@ class InMemory:
     ):
         self.placement = placement
         self.data = placement.replicate(arrays)
+        self.in_flight = collections.deque()
 
     def steps_per_call(self, batch_size: int, wanted: int) -> int:
         return wanted
@@ -118,7 +132,8 @@ class InMemory:
             yield stop, rows, (self.data, self.placement.batches(rows))
 
     def dispatched(self, outputs) -> None:
-        """Each call's outputs, once dispatched: nothing to hold back here."""
+        """Each call's outputs, once dispatched: see `bound_in_flight`."""
+        bound_in_flight(self.in_flight, outputs)
 
 
 class Streamed:
@@ -164,11 +179,8 @@ class Streamed:
         return _ReadAhead((stop, rows, ((), self.batches(rows))) for stop, rows in plan)
 
     def dispatched(self, outputs) -> None:
-        """Each call's outputs, once dispatched: waits until at most IN_FLIGHT
-        calls are unfinished, so that at most that many hold their samples."""
-        self.in_flight.append(outputs)
-        while len(self.in_flight) > IN_FLIGHT:
-            jax.block_until_ready(self.in_flight.popleft())
+        """Each call's outputs, once dispatched: see `bound_in_flight`."""
+        bound_in_flight(self.in_flight, outputs)
 
     def batches(self, rows: np.ndarray) -> tuple[jax.Array, ...]:
         """The samples of `rows`, (steps, batch, ...) per array, placed as
