@@ -94,3 +94,26 @@ def test_a_hostile_name_builds_a_wheel_with_it(tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         info = next(n for n in archive.namelist() if n.endswith("METADATA"))
         assert f"Summary: {name}: a Keras 3" in archive.read(info).decode()
+
+
+@pytest.mark.parametrize(
+    ("name", "described"),
+    [
+        ("Digits Classifier", "use the Digits Classifier."),
+        ("Flowers", "use the Flowers classifier."),
+    ],
+)
+def test_help_names_the_project_once(tmp_path, name, described):
+    """--help said "the Digits Classifier classifier" (issue 25, item 9)."""
+    project = render({"project_name": name}, tmp_path / "p")
+    package = next((project / "src").iterdir()).name
+    helped = subprocess.run(
+        [sys.executable, "-m", package, "--help"],
+        cwd=project,
+        env={"PYTHONPATH": str(project / "src")},
+        capture_output=True,
+        text=True,
+    )
+    assert helped.returncode == 0, helped.stderr
+    text = " ".join(helped.stdout.split())
+    assert described in text and "Classifier classifier" not in text
