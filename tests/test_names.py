@@ -59,6 +59,12 @@ def test_a_hostile_name_renders_a_valid_project(tmp_path, name):
         text=True,
     )
     assert lint.returncode == 0, lint.stdout
+    assert " ".join(name.split()) in help_text(project, package)
+
+
+def help_text(project, package: str) -> str:
+    """`python -m <package> --help` of a render, whitespace normalized
+    (argparse rewraps the description)."""
     helped = subprocess.run(
         [sys.executable, "-m", package, "--help"],
         cwd=project,
@@ -67,8 +73,7 @@ def test_a_hostile_name_renders_a_valid_project(tmp_path, name):
         text=True,
     )
     assert helped.returncode == 0, helped.stderr
-    # argparse rewraps the description: compare with whitespace normalized.
-    assert " ".join(name.split()) in " ".join(helped.stdout.split())
+    return " ".join(helped.stdout.split())
 
 
 def test_a_hostile_name_builds_a_wheel_with_it(tmp_path):
@@ -107,13 +112,5 @@ def test_help_names_the_project_once(tmp_path, name, described):
     """--help said "the Digits Classifier classifier" (issue 25, item 9)."""
     project = render({"project_name": name}, tmp_path / "p")
     package = next((project / "src").iterdir()).name
-    helped = subprocess.run(
-        [sys.executable, "-m", package, "--help"],
-        cwd=project,
-        env={"PYTHONPATH": str(project / "src")},
-        capture_output=True,
-        text=True,
-    )
-    assert helped.returncode == 0, helped.stderr
-    text = " ".join(helped.stdout.split())
+    text = help_text(project, package)
     assert described in text and "Classifier classifier" not in text

@@ -74,9 +74,9 @@ class Record:
         }
         return self._close(fields)
 
-    def stopped(self, how: str, message: str, resumed: dict | None = None) -> dict:
+    def stopped(self, how: str, message: str) -> dict:
         """The record of a run that ended before its outputs were written."""
-        return self._close({"ended": how, "message": message, "resumed": resumed})
+        return self._close({"ended": how, "message": message})
 
     def _close(self, fields: dict) -> dict:
         ended = time.time()
