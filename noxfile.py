@@ -43,13 +43,14 @@ def tests(session: nox.Session) -> None:
 
 # Four kinds of rendered tests run in one combination per loop, the fullest:
 # `multiprocess` (several cooperating training processes), `signals`
-# (SIGTERM / Ctrl-C to a training process: stops.py, saving.py and the
-# loop's call sites, the same in every combination of a loop), `faults` (a
-# held lock, a failed write: locks.py, saving.py, cli.py, the same
-# everywhere) and `streaming` (streamed runs in processes of their own, on 4
-# devices or killed: feeds.py, the same everywhere; every combination still
-# checks streamed == in memory in-process). Every combination renders them,
-# and a user's plain `pytest` runs them all.
+# (SIGTERM / Ctrl-C to a training process: machinery/safety/stops.py and
+# saving.py and the loop's call sites, the same in every combination of a
+# loop), `faults` (a held lock, a failed write: machinery/safety/locks.py and
+# saving.py, cli/, the same everywhere) and `streaming` (streamed runs in
+# processes of their own, on 4 devices or killed: machinery/execution/feeds.py,
+# the same everywhere; every combination still checks streamed == in memory
+# in-process). Every combination renders them, and a user's plain `pytest`
+# runs them all.
 FULL_SUITE = {
     "train_step-manual-add_loss-sample_weights",
     "scratch-builtin-add_loss-sample_weights",

@@ -83,13 +83,13 @@ def run_project(package: str, arrays, hidden, batch_size, epochs, cnn, extra: di
     """`cnn`: the package was rendered with README_CNN in its model.py.
     `arrays` may instead be a data directory's path, which the project streams.
     `extra` gets how the project compiled its steps (compilation.py)."""
-    for module in ("checkpoints", "compilation", "config", "data", "model", "training"):
+    for module in ("config", "data", "model", "training"):
         importlib.import_module(f"{package}.{module}")
     pkg = importlib.import_module(package)
     # The decision a long run makes: measured even in these short runs (once
     # per bench: the cache in XDG_CACHE_HOME serves the later repeats).
-    pkg.compilation.SHORT_RUN_CALLS = 0
-    pkg.compilation.TRIAL_SHARE = float("inf")
+    pkg.machinery.execution.compilation.SHORT_RUN_CALLS = 0
+    pkg.machinery.execution.compilation.TRIAL_SHARE = float("inf")
     has_cnn = README_CNN in Path(pkg.model.__file__).read_text()
     if has_cnn != cnn:
         raise SystemExit(f"{package}: model.py {'has' if has_cnn else 'lacks'} the CNN")
@@ -108,7 +108,7 @@ def run_project(package: str, arrays, hidden, batch_size, epochs, cnn, extra: di
     config = pkg.config.TrainConfig(epochs=epochs, batch_size=batch_size, verbose=False)
     # Both loops end every epoch with Guard.after_epoch, after validation; the
     # wrapper times it without touching the project's code.
-    guard = pkg.checkpoints.Guard
+    guard = pkg.machinery.safety.checkpoints.Guard
     after_epoch = guard.after_epoch
     clock = EpochClock()
 

@@ -56,7 +56,8 @@ def render_package(answers: dict, root: Path, package: str):
 
 
 def import_mutant(original: Path, package: str, root: Path, edits):
-    """Copies a rendered package under a new name with `training.py` edited.
+    """Copies a rendered package under a new name with `training.py` (or
+    another module) edited.
 
     `edits` is a list of (old, new) text replacements; each `old` must occur,
     so a mutation that no longer applies to the template fails loudly.
@@ -64,12 +65,14 @@ def import_mutant(original: Path, package: str, root: Path, edits):
     source = next((original / "src").iterdir())
     target = root / package / "src" / package
     target.mkdir(parents=True)
-    for path in source.iterdir():
-        if path.is_file():
+    for path in source.rglob("*"):
+        if path.is_file() and "__pycache__" not in path.parts:
             text = path.read_bytes()
             if path.suffix == ".py":
                 text = text.replace(source.name.encode(), package.encode())
-            (target / path.name).write_bytes(text)
+            copy = target / path.relative_to(source)
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            copy.write_bytes(text)
     for edit in edits:
         # (old, new) edits training.py; (file, old, new) another module.
         name, old, new = edit if len(edit) == 3 else ("training.py", *edit)

@@ -133,8 +133,9 @@ def test_the_added_metric_is_everywhere_and_a_changed_run_is_refused(
          "layer 4 (Conv2D) filters: 16 -> 24"),
         # The cosine schedule spans the run, so --epochs is now part of it:
         # 41 steps an epoch (1,437 embedded digits less the 144 validating).
-        ([], ["--epochs", "3"], "the optimizer changed since the checkpoint: "
-         "learning_rate decay_steps: 82 -> 123"),
+        ([], ["--epochs", "3"], "--epochs changed (2 -> 3), which the run uses; "
+         "the optimizer changed since the checkpoint: learning_rate "
+         "decay_steps: 82 -> 123"),
     ]  # fmt: skip
     for change, flags, message in refusals:
         edits.apply(model_py, change)
@@ -160,7 +161,7 @@ DEFECTS = {
     ),
     "processes-feed-different-samples": (
         "scratch-manual-add_loss-sample_weights",
-        "parallel.py",
+        "machinery/execution/parallel.py",
         [
             (
                 "host = np.asarray(value)",
@@ -172,7 +173,7 @@ DEFECTS = {
     ),
     "short-last-batch-split-like-a-full-one": (
         "train_step-builtin",
-        "parallel.py",
+        "machinery/execution/parallel.py",
         [
             (
                 "return self.split_rows if batch_size % self.size == 0 else",

@@ -33,7 +33,7 @@ NAMES = {
 def test_a_hostile_name_renders_a_valid_project(tmp_path, name):
     project = render({"project_name": name}, tmp_path / "p")
     package = NAMES[name]
-    assert (project / "src" / package / "cli.py").is_file()
+    assert (project / "src" / package / "cli" / "__init__.py").is_file()
 
     # TOML: parses, and the description starts with the name as typed.
     metadata = tomllib.loads((project / "pyproject.toml").read_text())["project"]

@@ -298,13 +298,19 @@ DEFECTS = {
     # ... patience counted one epoch too long ...
     "patience-off-by-one": (
         "train_step-builtin",
-        [("monitoring.py", "self.wait >= self.patience", "self.wait > self.patience")],
+        [
+            (
+                "machinery/tracking/monitoring.py",
+                "self.wait >= self.patience",
+                "self.wait > self.patience",
+            )
+        ],
         oracle.Run(**EARLY_STOP),
     ),
     # ... and the last epoch's weights kept instead of the best one's.
     "last-epoch-kept": (
         "scratch-builtin",
-        [("monitoring.py", "variable.assign(value)", "pass")],
+        [("machinery/tracking/monitoring.py", "variable.assign(value)", "pass")],
         oracle.Run(**KEEP_BEST),
     ),
 }

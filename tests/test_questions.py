@@ -53,7 +53,7 @@ def test_bad_answers_are_refused(tmp_path, answer, message):
 def test_package_name_defaults_from_project_name(tmp_path):
     result, dst = copier_copy(tmp_path, "project_name=My Fancy Model 2")
     assert result.returncode == 0, result.stderr
-    assert (dst / "src" / "my_fancy_model_2" / "cli.py").is_file()
+    assert (dst / "src" / "my_fancy_model_2" / "cli" / "__init__.py").is_file()
 
 
 def test_no_unsafe_features_so_no_trust_needed(tmp_path):

@@ -4,9 +4,11 @@ template's changes; a real conflict is reported, never silently resolved."""
 import os
 import shutil
 import subprocess
+import sys
 import warnings
 
 import copier
+import edits
 import pytest
 from conftest import ROOT
 
@@ -119,5 +121,102 @@ def test_a_real_conflict_is_reported(versions, conflict):
         assert [p.name for p in markers] == ["config.py"]
         text = (project / CONFIG).read_text()
         assert "epochs: int = 30" in text and "epochs: int = 25" in text
+        # Copier says nothing and exits 0: the rendered README's way to find
+        # them, and the marker labels it quotes, must hold.
+        readme = (project / "README.md").read_text()
+        assert "git grep -n '^<<<<<<< ' -- ." in readme
+        found = subprocess.run(
+            ["git", "grep", "-n", "^<<<<<<< ", "--", "."],
+            cwd=project,
+            capture_output=True,
+            text=True,
+        )
+        assert found.stdout.startswith(CONFIG + ":"), found.stdout
+        # Yours after "before updating", the template's after "=======".
+        marks = [
+            "<<<<<<< before updating",
+            "epochs: int = 30",
+            "=======",
+            "epochs: int = 25",
+            ">>>>>>> after updating",
+        ]
+        assert [text.index(mark) for mark in marks] == sorted(
+            text.index(mark) for mark in marks
+        )
+        assert "`<<<<<<< before updating`" in readme
     else:
         assert [p.name for p in rejects] == ["config.py.rej"]
+
+
+# The last template version whose package was one flat folder (before the
+# machinery moved under machinery/ and the command line into cli/).
+FLAT_LAYOUT = "a8c17577383f9b99ea7e60e242dbb2875c80a060"
+
+
+@pytest.fixture
+def from_flat_layout(tmp_path):
+    """A template repository with the flat layout tagged v1 and this
+    checkout's template tagged v2, and a project rendered from v1, committed."""
+    known = subprocess.run(
+        ["git", "cat-file", "-e", f"{FLAT_LAYOUT}^{{commit}}"], cwd=ROOT
+    )
+    if known.returncode != 0:
+        pytest.skip(f"this clone lacks commit {FLAT_LAYOUT[:12]} (a shallow clone?)")
+    template = tmp_path / "template-repo"
+    template.mkdir()
+    archive = subprocess.run(
+        ["git", "archive", FLAT_LAYOUT, "copier.yml", "template"],
+        cwd=ROOT,
+        check=True,
+        capture_output=True,
+    ).stdout
+    subprocess.run(["tar", "-x"], cwd=template, input=archive, check=True)
+    git(template, "init", "-q", "-b", "main")
+    git(template, "add", "-A")
+    git(template, "commit", "-qm", "v1: flat layout")
+    git(template, "tag", "v1")
+    shutil.rmtree(template / "template")
+    shutil.copy(ROOT / "copier.yml", template)
+    shutil.copytree(ROOT / "template", template / "template")
+    git(template, "add", "-A")
+    git(template, "commit", "-qm", "v2: machinery/ and cli/")
+    git(template, "tag", "v2")
+
+    project = render(ANSWERS, tmp_path / "project", template=template, vcs_ref="v1")
+    git(project, "init", "-q", "-b", "main")
+    git(project, "add", "-A")
+    git(project, "commit", "-qm", "rendered from v1")
+    return project
+
+
+def test_update_across_the_move_keeps_edits_to_model_py(from_flat_layout):
+    # Promise (issue 24): a project rendered before the package was split into
+    # yours and machinery/ updates to the split layout with its model.py
+    # edits intact, the moved modules in their new places and none left in
+    # the old, and it trains. On failure: look at which file copier left
+    # behind or marked; a module that moved and was edited by the user is
+    # the case copier cannot merge.
+    project = from_flat_layout
+    edits.apply(project / MODEL, edits.FIRST_EDITS)
+    edited = (project / MODEL).read_text()
+    git(project, "commit", "-qam", "a CNN, AdamW, top-3 accuracy")
+
+    update(project)
+
+    assert (project / MODEL).read_text() == edited
+    assert leftovers(project) == ([], [])
+    package = project / "src" / "digits_classifier"
+    for moved in ("checkpoints.py", "compilation.py", "cli.py", "doctor.py"):
+        assert not (package / moved).exists(), moved
+    assert (package / "machinery" / "safety" / "checkpoints.py").is_file()
+    assert (package / "cli" / "train.py").is_file()
+    trained = subprocess.run(
+        [sys.executable, "-m", "digits_classifier", "train", "--epochs", "1"]
+        + ["--batch-size", "256", "--output", str(project / "out"), "--quiet"],
+        cwd=project,
+        env={**os.environ, "PYTHONPATH": str(project / "src"), "JAX_PLATFORMS": "cpu"},
+        capture_output=True,
+        text=True,
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert (project / "out" / "model.keras").is_file()

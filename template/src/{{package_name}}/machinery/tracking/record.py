@@ -23,9 +23,13 @@ import subprocess
 import time
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .config import TrainConfig
-from .data import Dataset
+from ...config import TrainConfig
+from .. import PROJECT
+
+if TYPE_CHECKING:  # handed in, never imported: data.py is the user's
+    from ...data import Dataset
 
 NAME = "run.json"
 TEMPLATE = "template.json"  # the Copier answers, rendered into the package
@@ -40,7 +44,7 @@ class Record:
     ):
         self.started = started
         self.fields = {
-            "command": ["python", "-m", __package__, *argv],
+            "command": ["python", "-m", PROJECT, *argv],
             "settings": _plain(dataclasses.asdict(config)),
             "seed": config.seed,
             "versions": versions(),
@@ -94,7 +98,7 @@ def to_json(record: dict) -> str:
 
 def versions() -> dict[str, str | None]:
     found = {"python": platform.python_version()}
-    for name in (*PACKAGES, __package__):
+    for name in (*PACKAGES, PROJECT):
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
@@ -106,7 +110,7 @@ def template() -> dict | None:
     """The Copier answers the project was rendered (or last updated) with;
     `_commit` is the template's version."""
     try:
-        text = resources.files(__package__).joinpath(TEMPLATE).read_text()
+        text = resources.files(PROJECT).joinpath(TEMPLATE).read_text()
         return json.loads(text)
     except (OSError, ValueError):
         return None

@@ -13,18 +13,25 @@ from __future__ import annotations
 import os
 import shutil
 import zipfile
+from collections.abc import Callable, Collection
 from pathlib import Path
 
-from . import data as data_lib
-from .data import DataError
-from .saving import require_free_space
+from ..safety.saving import require_free_space
+from .splits import DataError, check_sizes
 
 COPY_CHUNK = 2**20
 
 
-def convert(source: Path, destination: Path) -> list[str]:
-    """Writes `destination`/<array>.npy for each array of `source`; returns
-    the names of the arrays written."""
+def convert(
+    source: Path,
+    destination: Path,
+    known: Collection[str],
+    check: Callable[[Path], object],
+) -> list[str]:
+    """Writes `destination`/<array>.npy for each array of `source` named in
+    `known`, and calls `check` on the directory before it takes its name (the
+    command passes data.py's: every check of `train --data DIR`); returns the
+    names of the arrays written."""
     if destination.exists() and not _is_empty_directory(destination):
         raise DataError(
             f"{destination}: already exists; choose a new directory or remove it"
@@ -39,20 +46,20 @@ def convert(source: Path, destination: Path) -> list[str]:
         raise DataError(f"{source}: cannot read it ({e.strerror or e})") from None
     with f:
         try:
-            data_lib.check_sizes(f, str(source))
+            check_sizes(f, str(source))
             f.seek(0)
             with zipfile.ZipFile(f) as archive:
                 members = {
                     info.filename[: -len(".npy")]: info
                     for info in archive.infolist()
-                    if info.filename[: -len(".npy")] in data_lib.KNOWN
+                    if info.filename[: -len(".npy")] in known
                 }
                 needed = sum(info.file_size for info in members.values())
                 require_free_space(
                     parent, needed, str(destination), "the conversion", DataError
                 )
                 tmp = parent / f".{destination.name}.converting-{os.getpid()}"
-                _build(archive, members, tmp, source)
+                _build(archive, members, tmp, check)
         except DataError:
             raise
         except (zipfile.BadZipFile, EOFError, ValueError) as e:
@@ -63,7 +70,7 @@ def convert(source: Path, destination: Path) -> list[str]:
     return sorted(members)
 
 
-def _build(archive: zipfile.ZipFile, members: dict, tmp: Path, source: Path) -> None:
+def _build(archive: zipfile.ZipFile, members: dict, tmp: Path, check) -> None:
     """Copies each member to `tmp`/<name>.npy and checks the result; removes
     `tmp` again on any failure."""
     try:
@@ -71,8 +78,7 @@ def _build(archive: zipfile.ZipFile, members: dict, tmp: Path, source: Path) -> 
         for name, info in members.items():
             with archive.open(info) as member, (tmp / f"{name}.npy").open("wb") as out:
                 shutil.copyfileobj(member, out, COPY_CHUNK)
-        # Every check of `train --data DIR`, a block at a time.
-        data_lib.from_arrays(data_lib.read_directory(tmp), name=str(source))
+        check(tmp)
     except OSError as e:
         shutil.rmtree(tmp, ignore_errors=True)
         raise DataError(

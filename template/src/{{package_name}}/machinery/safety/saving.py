@@ -25,18 +25,21 @@ import shutil
 import signal
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import Reported
+from .. import PROJECT
+from ..errors import Reported
 
 JOURNAL = ".replacing.json"
-# Tests set this to "staged:<file>" or "replacing:<file>": the save then
-# pauses once every file is staged, or after the commit's first rename, with
-# <file> in the output directory until the test removes it. It makes "stopped
+# Tests set this to "staged:<file>", "replacing:<file>" or "temporary:<file>":
+# the save then pauses once every file is staged, after the commit's first
+# rename, or once a single file's temporary copy is written, with <file> in
+# the output directory until the test removes it. It makes "stopped
 # in the middle of the save" a deterministic test case.
-PAUSE_VARIABLE = f"{__package__.upper()}_PAUSE_IN_SAVE"
+PAUSE_VARIABLE = f"{PROJECT.upper()}_PAUSE_IN_SAVE"
 # Read once, at import: os.umask can only be read by setting it.
 UMASK = os.umask(0o022)
 os.umask(UMASK)
@@ -65,8 +68,11 @@ class SignalsHeld:
         self._previous = {}
 
     def __enter__(self) -> SignalsHeld:
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            self._previous[signum] = signal.signal(signum, self._handle)
+        # Handlers can only be installed from the main thread; elsewhere the
+        # signals keep their own behaviour.
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc_info) -> None:
@@ -130,13 +136,15 @@ def write_temporary(path: Path, write: Callable[[str], object]) -> Path:
     """`write(name)` to a new temporary file `.<name>.*` beside `path`,
     flushed to disk; returns it. On failure nothing is left, and an OSError
     (a full disk, say) names `path`, the file it was for."""
-    fd, name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix
-    )
+    # The temporary name adds about 12 bytes to the file's: a long name is
+    # shortened first, since a name has at most 255 bytes.
+    stem = os.fsdecode(os.fsencode(path.name)[:200])
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{stem}.", suffix=path.suffix)
     os.close(fd)
     tmp = Path(name)
     try:
         write(name)
+        _pause_for_tests(path.parent, "temporary")
         os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp's 0600 is for the temporary name
         _fsync(tmp, os.O_RDONLY)
     except OSError as e:

@@ -33,8 +33,8 @@ from collections.abc import Iterator
 import jax
 import numpy as np
 
+from ..data.splits import DataError, Split, device_dtype, row_blocks
 from . import parallel
-from .data import DataError, Split, device_dtype, row_blocks
 
 # A streamed call holds at most this many bytes of samples (fewer steps per
 # call for large samples), and this many calls are read ahead of the training.

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from jax.experimental import multihost_utils
 
-from .errors import Reported
+from ..errors import Reported
 
 
 class TrainingStopped(Reported):

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from .errors import Reported
+from ..errors import Reported
 
 AXIS = "batch"
 

@@ -20,7 +20,7 @@ import operator
 
 import numpy as np
 
-from .errors import UsageError
+from ..errors import UsageError
 
 DEFAULT_MONITOR = "val_loss"
 

@@ -1,4 +1,4 @@
-"""`python -m <package> doctor`: what this installation runs on, and what is wrong.
+"""`doctor`: what this installation runs on, and what is wrong.
 
 The most common silent failure of a JAX install is a machine with an NVIDIA
 GPU on which JAX runs on the CPU: jax installed without its CUDA extra, or
@@ -7,6 +7,7 @@ CUDA wheels that do not match. Training then works, only many times slower.
 
 from __future__ import annotations
 
+import argparse
 import os
 import platform
 import shutil
@@ -21,14 +22,33 @@ GPU_FIX = (
 )
 
 
-def run() -> int:
+def add(commands) -> None:
+    doctor = commands.add_parser(
+        "doctor",
+        help="check the installation: versions, backend, devices",
+        description="Print the versions, the backend and the devices JAX sees, and "
+        "warn when an NVIDIA GPU is present but JAX runs on the CPU.",
+    )
+    doctor.set_defaults(command=run)
+
+
+def run(args: argparse.Namespace) -> int:
     """Prints the report; exit status 1 when a GPU goes unused, else 0."""
     row("python", f"{platform.python_version()} ({platform.platform()})")
     for name in PACKAGES:
         row(name, version(name))
 
     gpus = nvidia_gpus()
-    import jax  # after the versions: a broken jax install should not hide them
+    # After the versions: a broken jax install should not hide them.
+    from ..machinery.execution import backend as jax_backend
+
+    try:
+        jax_backend.start()
+    except jax_backend.BackendError as e:
+        row("backend", "none")
+        print(f"error: {e}")
+        return 1
+    import jax
 
     backend = jax.default_backend()
     row("backend", backend)
@@ -72,6 +92,7 @@ def nvidia_gpus() -> list[str] | None:
             ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
             capture_output=True,
             text=True,
+            errors="replace",  # a name in another encoding still prints
             timeout=30,
         )
     except (OSError, subprocess.TimeoutExpired):

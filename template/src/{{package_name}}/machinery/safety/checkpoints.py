@@ -34,16 +34,21 @@ import sys
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import fingerprint, monitoring, parallel
-from .artifacts import require_writable_directory
-from .config import TrainConfig
-from .data import Dataset
-from .errors import Reported
+from ...config import TrainConfig
+from ..errors import Reported
+from ..execution import parallel
+from ..tracking import monitoring
+from ..tracking.artifacts import require_writable_directory
+from . import fingerprint
 from .saving import replace_atomically, require_free_space
 from .stops import Interrupted, StopSignals, TrainingStopped
+
+if TYPE_CHECKING:  # handed in, never imported: data.py is the user's
+    from ...data import Dataset
 
 KEEP = 2
 STATE_PARTS = (
@@ -351,9 +356,9 @@ def check_compatible(
     """Refuses a checkpoint of another run: other settings (`ours`: this run's,
     with its recipe), another model, optimizer, loss or metrics."""
     changed = [
-        f"{name} {settings.get(name)!r} (now {value!r})"
+        setting_change(name, settings.get(name), value)
         for name, value in ours.items()
-        if name != "recipe" and settings.get(name) != value
+        if name not in UNCOMPARED and settings.get(name) != value
     ]
     if changed:
         raise CheckpointError(
@@ -361,6 +366,12 @@ def check_compatible(
             + ", ".join(changed)
         )
     changed = fingerprint.changes(settings.get("recipe", {}), ours["recipe"])
+    epochs = settings.get("epochs"), ours["epochs"]
+    if changed and epochs[0] is not None and epochs[0] != epochs[1]:
+        # A schedule over the whole run (CosineDecay(lr, total_steps), say)
+        # is a function of --epochs: say which flag, then what it changed.
+        old, new = epochs
+        changed.insert(0, f"--epochs changed ({old} -> {new}), which the run uses")
     if changed:
         raise CheckpointError(
             f"--resume: {path} cannot continue this run: " + "; ".join(changed)
@@ -439,9 +450,41 @@ class UnreadableCheckpoint(Exception):
     pass
 
 
+# Settings a resume may change: the recipe is compared part by part, and more
+# epochs continue a run unless its recipe depends on them (a schedule).
+UNCOMPARED = ("recipe", "epochs")
+# How a refusal names each setting: the flag, or what the digest is of.
+SETTING_WORDS = {
+    "batch_size": "--batch-size",
+    "learning_rate": "--learning-rate",
+    "seed": "--seed",
+    "shuffle": "--no-shuffle",
+    "monitor": "--monitor",
+    "patience": "--patience",
+    "train_data_sha256": "the training data",
+    "validation_data_sha256": "the validation split (its data, or --validation-split)",
+}
+
+
+def setting_change(name: str, saved, now) -> str:
+    """`--batch-size changed (32 -> 64)`, `the training data changed`."""
+    words = SETTING_WORDS.get(name, name)
+    if name.endswith("sha256"):
+        return f"{words} changed"
+    if name == "shuffle":
+        return f"{words} {'given' if saved else 'left out'} now"
+
+    def shown(value) -> str:
+        return "none" if value is None else str(value)
+
+    return f"{words} changed ({shown(saved)} -> {shown(now)})"
+
+
 def run_settings(config: TrainConfig, data: Dataset) -> dict:
-    """What a run's result depends on besides the code: resume must match it."""
+    """What a run's result depends on besides the code: resume must match it
+    (but UNCOMPARED)."""
     return {
+        "epochs": config.epochs,
         "batch_size": config.batch_size,
         "learning_rate": config.learning_rate,
         "seed": config.seed,

@@ -39,9 +39,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from .config import COMPILE_KINDS as KINDS
-from .config import TrainConfig
-from .errors import UsageError
+from ...config import COMPILE_KINDS as KINDS
+from ...config import TrainConfig
+from .. import PROJECT
+from ..errors import UsageError
 
 CALL_SECONDS = 1.0  # what one compiled call should take, about
 MAX_STEPS = 64  # steps per call at most: more gains nothing measurable
@@ -281,7 +282,7 @@ class Cache:
         entries = self._read()
         entries[self.key] = {"kind": plan.kind, "steps_per_call": plan.steps_per_call}
         try:
-            from .saving import replace_atomically
+            from ..safety.saving import replace_atomically
 
             self.path.parent.mkdir(parents=True, exist_ok=True)
             text = json.dumps(entries, indent=1) + "\n"
@@ -311,11 +312,11 @@ def key(recipe: dict, config: TrainConfig, feed) -> dict:
 
 def cache_path() -> Path:
     """`$<PACKAGE>_COMPILATION_CACHE`, else the user's cache directory."""
-    variable = f"{__package__.upper()}_COMPILATION_CACHE"
+    variable = f"{PROJECT.upper()}_COMPILATION_CACHE"
     if os.environ.get(variable):
         return Path(os.environ[variable])
     home = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return home / __package__ / "compilation.json"
+    return home / PROJECT / "compilation.json"
 
 
 def _devices() -> list:

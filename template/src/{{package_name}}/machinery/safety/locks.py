@@ -21,7 +21,7 @@ import socket
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import Reported
+from ..errors import Reported
 
 NAME = ".lock"
 

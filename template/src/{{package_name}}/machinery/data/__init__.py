@@ -1,0 +1,1 @@
+"""Splits and their checks; a data directory from an .npz."""

@@ -1,0 +1,1 @@
+"""How steps run: compiled calls, the batches that feed them, the devices."""

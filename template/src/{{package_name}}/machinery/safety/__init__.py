@@ -1,0 +1,1 @@
+"""What survives a crash: checkpoints, outputs written as one set, locks, stops."""

@@ -1,0 +1,1 @@
+"""What a run reports: the best epoch, progress, TensorBoard, its files, run.json."""
