@@ -39,6 +39,7 @@ EXPECTED_FILES = {
     f"{PACKAGE}/machinery/data/convert.py",
     f"{PACKAGE}/machinery/data/splits.py",
     f"{PACKAGE}/machinery/execution/__init__.py",
+    f"{PACKAGE}/machinery/execution/backend.py",
     f"{PACKAGE}/machinery/execution/compilation.py",
     f"{PACKAGE}/machinery/execution/feeds.py",
     f"{PACKAGE}/machinery/execution/parallel.py",

@@ -32,10 +32,11 @@ def convert(
     `known`, and calls `check` on the directory before it takes its name (the
     command passes data.py's: every check of `train --data DIR`); returns the
     names of the arrays written."""
+    named = destination
+    if destination.is_symlink():  # the directory it names takes the data
+        destination = destination.resolve()
     if destination.exists() and not _is_empty_directory(destination):
-        raise DataError(
-            f"{destination}: already exists; choose a new directory or remove it"
-        )
+        raise DataError(f"{named}: already exists; choose a new directory or remove it")
     parent = destination.absolute().parent
     if not parent.is_dir():
         raise DataError(f"{destination}: no such directory {parent}")
@@ -64,9 +65,17 @@ def convert(
             raise
         except (zipfile.BadZipFile, EOFError, ValueError) as e:
             raise DataError(f"{source}: not a readable .npz file ({e})") from None
-    if destination.exists():
-        destination.rmdir()  # empty, checked above
-    tmp.rename(destination)
+    try:
+        if destination.exists():
+            destination.rmdir()  # empty, checked above (or not empty now: below)
+        tmp.rename(destination)
+    except OSError:
+        # Another conversion to the same directory finished first.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise DataError(
+            f"{named}: was written by another conversion meanwhile; this one "
+            "wrote nothing"
+        ) from None
     return sorted(members)
 
 

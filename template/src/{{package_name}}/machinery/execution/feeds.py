@@ -156,6 +156,10 @@ class Streamed:
         x, *rest = arrays
         self.dtypes = [device_dtype(x.dtype), *(array.dtype for array in rest)]
         self.in_flight = collections.deque()
+        # A memory-mapped file cut short under the run would kill it with
+        # SIGBUS at the first read past its new end: every read first checks
+        # that the file still has the size it had here.
+        self.sizes = [file_size(array) for array in arrays]
 
     def steps_per_call(self, batch_size: int, wanted: int) -> int:
         """`wanted`, or fewer steps where a call would hold over CALL_BYTES:
@@ -190,10 +194,19 @@ class Streamed:
             jax.make_array_from_callback(
                 (*rows.shape, *array.shape[1:]),
                 sharding,
-                _Reader(array, dtype, rows, self.counted),
+                _Reader(array, dtype, rows, self.counted, size),
             )
-            for array, dtype in zip(self.arrays, self.dtypes, strict=True)
+            for array, dtype, size in zip(
+                self.arrays, self.dtypes, self.sizes, strict=True
+            )
         )
+
+
+def file_size(array: np.ndarray) -> int | None:
+    """The size of the file a memory-mapped array maps (the file itself: one
+    renamed over its name is another); None for an array in memory."""
+    mapping = getattr(array, "_mmap", None)  # np.memmap keeps its mmap here
+    return None if mapping is None else mapping.size()
 
 
 class _ReadAhead:
@@ -263,10 +276,15 @@ class _Reader:
     """
 
     def __init__(
-        self, array: np.ndarray, dtype: np.dtype, rows: np.ndarray, counted: bool
+        self,
+        array: np.ndarray,
+        dtype: np.dtype,
+        rows: np.ndarray,
+        counted: bool,
+        size: int | None,
     ):
         self.array, self.dtype, self.rows = array, dtype, rows
-        self.counted = counted
+        self.counted, self.size = counted, size
         self.parts = {}
 
     def __call__(self, index: tuple[slice, ...]) -> np.ndarray:
@@ -276,6 +294,13 @@ class _Reader:
         return self.parts[key]
 
     def _read(self, rows: np.ndarray) -> np.ndarray:
+        if self.size is not None and file_size(self.array) < self.size:
+            name = getattr(self.array, "filename", "data")
+            raise DataError(
+                f"{name}: shrank to {file_size(self.array):,} bytes while this run "
+                f"read it ({self.size:,} at its start); a data file must not change "
+                "under a run (write a new one and rename it into place)"
+            )
         flat = rows.ravel()
         samples = _aligned_empty((len(flat), *self.array.shape[1:]), self.dtype)
         try:
