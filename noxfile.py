@@ -45,8 +45,8 @@ def tests(session: nox.Session) -> None:
 # `multiprocess` (several cooperating training processes), `signals`
 # (SIGTERM / Ctrl-C to a training process: machinery/safety/stops.py and
 # saving.py and the loop's call sites, the same in every combination of a
-# loop), `faults` (a held lock, a failed write: machinery/safety/locks.py and
-# saving.py, cli/, the same everywhere) and `streaming` (streamed runs in
+# loop), `faults` (a held lock, a failed write, a full disk, odd file names,
+# bad JAX settings: machinery/safety/, cli/, the same everywhere) and `streaming` (streamed runs in
 # processes of their own, on 4 devices or killed: machinery/execution/feeds.py,
 # the same everywhere; every combination still checks streamed == in memory
 # in-process). Every combination renders them, and a user's plain `pytest`

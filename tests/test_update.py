@@ -2,6 +2,7 @@
 template's changes; a real conflict is reported, never silently resolved."""
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -23,6 +24,7 @@ GIT_ENV = {
 ANSWERS = {"training_loop": "scratch", "metrics": "manual"}
 CONFIG = "src/digits_classifier/config.py"
 MODEL = "src/digits_classifier/model.py"
+MARKER = re.compile(r"^<<<<<<< ", re.MULTILINE)
 
 
 def git(cwd, *args):
@@ -83,7 +85,8 @@ def update(project, conflict="inline"):
 
 def leftovers(project):
     files = [p for p in project.rglob("*") if p.is_file() and ".git" not in p.parts]
-    markers = [p for p in files if "<<<<<<<" in p.read_text(errors="ignore")]
+    # At a line's start: the README quotes the markers mid-line.
+    markers = [p for p in files if MARKER.search(p.read_text(errors="ignore"))]
     return markers, [p for p in files if p.suffix == ".rej"]
 
 
