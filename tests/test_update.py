@@ -46,15 +46,23 @@ def versions(tmp_path):
     shutil.copy(ROOT / "copier.yml", template)
     shutil.copytree(ROOT / "template", template / "template")
     git(template, "init", "-q", "-b", "main")
-    git(template, "add", "-A")
-    git(template, "commit", "-qm", "v1")
-    git(template, "tag", "v1")
+    commit_and_tag(template, "v1", "v1")
+    return template, rendered_from_v1(template, tmp_path)
 
+
+def commit_and_tag(repository, message, tag):
+    git(repository, "add", "-A")
+    git(repository, "commit", "-qm", message)
+    git(repository, "tag", tag)
+
+
+def rendered_from_v1(template, tmp_path):
+    """A project rendered from the template's v1, committed in a repository."""
     project = render(ANSWERS, tmp_path / "project", template=template, vcs_ref="v1")
     git(project, "init", "-q", "-b", "main")
     git(project, "add", "-A")
     git(project, "commit", "-qm", "rendered from v1")
-    return template, project
+    return project
 
 
 def release_v2(template):
@@ -175,21 +183,12 @@ def from_flat_layout(tmp_path):
     ).stdout
     subprocess.run(["tar", "-x"], cwd=template, input=archive, check=True)
     git(template, "init", "-q", "-b", "main")
-    git(template, "add", "-A")
-    git(template, "commit", "-qm", "v1: flat layout")
-    git(template, "tag", "v1")
+    commit_and_tag(template, "v1: flat layout", "v1")
     shutil.rmtree(template / "template")
     shutil.copy(ROOT / "copier.yml", template)
     shutil.copytree(ROOT / "template", template / "template")
-    git(template, "add", "-A")
-    git(template, "commit", "-qm", "v2: machinery/ and cli/")
-    git(template, "tag", "v2")
-
-    project = render(ANSWERS, tmp_path / "project", template=template, vcs_ref="v1")
-    git(project, "init", "-q", "-b", "main")
-    git(project, "add", "-A")
-    git(project, "commit", "-qm", "rendered from v1")
-    return project
+    commit_and_tag(template, "v2: machinery/ and cli/", "v2")
+    return rendered_from_v1(template, tmp_path)
 
 
 def test_update_across_the_move_keeps_edits_to_model_py(from_flat_layout):

@@ -16,9 +16,8 @@ from ..machinery.errors import UsageError
 if TYPE_CHECKING:
     import keras
 
-# The largest counts a run can take: sample indices and steps are 32-bit
-# integers on the devices. Larger values are refused as bad arguments.
-MAX_COUNT = 2**31 - 1
+# The largest values these flags take; larger ones are refused as bad
+# arguments (counts of samples and steps: config.MAX_COUNT).
 MAX_EPOCHS = 10**6
 MAX_DEVICES = 2**16  # devices, processes: far beyond any cluster
 MAX_SECONDS = 10**6  # about 11 days

@@ -5,9 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..config import TrainConfig
+from ..config import MAX_COUNT, TrainConfig
 from .common import (
-    MAX_COUNT,
     add_data,
     add_model,
     check_input_shape,

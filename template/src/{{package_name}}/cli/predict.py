@@ -5,10 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..config import TrainConfig
+from ..config import MAX_COUNT, TrainConfig
 from ..machinery.errors import UsageError
 from .common import (
-    MAX_COUNT,
     add_data,
     add_model,
     check_input_shape,

@@ -8,11 +8,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import PRECISIONS, TrainConfig
+from ..config import MAX_COUNT, PRECISIONS, TrainConfig
 from ..machinery import PROJECT
 from ..machinery.errors import Reported, UsageError
 from .common import (
-    MAX_COUNT,
     MAX_EPOCHS,
     add_data,
     add_devices_and_processes,
