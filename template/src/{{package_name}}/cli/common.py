@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,9 +40,11 @@ def add_devices_and_processes(parser) -> None:
     scale = parser.add_argument_group(
         "devices and processes",
         "Each batch is split over the devices of every process. For several "
-        "processes (hosts), start the same command in each, with its own "
-        "--process-id; the flags default to the environment variables "
-        "JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID.",
+        "processes (hosts), start the same command in each: under srun (SLURM), "
+        "mpirun (Open MPI) or a Kubernetes Indexed Job the processes find each "
+        "other; otherwise give each its --process-id. The flags default to the "
+        "variables JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES and JAX_PROCESS_ID, "
+        "then to the launcher's.",
     )
     scale.add_argument(
         "--devices",
@@ -70,6 +71,14 @@ def add_devices_and_processes(parser) -> None:
         help="this process's number, from 0; process 0 writes the files (default: 0)",
     )
     scale.add_argument(
+        "--cluster",
+        choices=("auto", "none"),
+        default="auto",
+        help="auto: join the processes a launcher (srun, mpirun, a Kubernetes "
+        "Indexed Job) started as one run; none: ignore the launcher "
+        "(default: %(default)s)",
+    )
+    scale.add_argument(
         "--join-timeout",
         type=positive_float(maximum=MAX_SECONDS),
         default=300.0,
@@ -80,18 +89,19 @@ def add_devices_and_processes(parser) -> None:
 
 
 def join_processes(args: argparse.Namespace) -> None:
-    """Joins the run's processes (one: nothing to join) from the flags of
-    add_devices_and_processes, then the environment variables a launcher sets."""
-    from ..machinery.execution import parallel
+    """Joins the run's processes (one: nothing to join) as the flags of
+    add_devices_and_processes, the JAX_* variables or the launcher say."""
+    from ..machinery.execution import launchers, parallel
 
-    parallel.initialize(
-        args.coordinator or os.environ.get("JAX_COORDINATOR_ADDRESS"),
-        args.num_processes or environ_int("JAX_NUM_PROCESSES", 1, minimum=1),
-        args.process_id
-        if args.process_id is not None
-        else environ_int("JAX_PROCESS_ID", 0, minimum=0),
-        join_timeout=args.join_timeout,
+    cluster = launchers.settle(
+        args.coordinator,
+        args.num_processes,
+        args.process_id,
+        detect=args.cluster == "auto",
     )
+    parallel.initialize(cluster, join_timeout=args.join_timeout)
+    if cluster.num_processes > 1 and cluster.process_id == 0 and not args.quiet:
+        print(cluster.describe(), flush=True)
 
 
 def require_file(flag: str, path: Path | None) -> None:
@@ -144,17 +154,6 @@ def int_at_least(minimum: int, maximum: int | None = None) -> Callable[[str], in
         return value
 
     return parse
-
-
-def environ_int(name: str, default: int, minimum: int) -> int:
-    """A count of processes from the environment, refused like a bad flag value."""
-    text = os.environ.get(name)
-    if text is None:
-        return default
-    try:
-        return int_at_least(minimum, maximum=MAX_DEVICES)(text)
-    except argparse.ArgumentTypeError as e:
-        raise UsageError(f"{name}={text}: {e}") from None
 
 
 def compile_choice(text: str) -> str:

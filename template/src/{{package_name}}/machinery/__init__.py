@@ -8,8 +8,10 @@ need to open:
 
 - `execution/`: how steps run: `compilation` (scanned or unrolled calls,
   measured per model), `feeds` (batches to the devices, in memory or
-  streamed), `parallel` (the device mesh, several processes), `backend`
-  (JAX's start, or one line saying why it cannot);
+  streamed), `parallel` (the device mesh, joining several processes),
+  `launchers` (which processes make the run: flags, JAX's variables, or
+  srun, mpirun, Kubernetes), `backend` (JAX's start, or one line saying
+  why it cannot);
 - `safety/`: what survives a crash: `checkpoints` (and what a resume
   checks), `fingerprint` (the model, optimizer, loss and metrics a checkpoint
   records), `saving` (outputs replaced as one set), `locks`, `stops`

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import socket
+import sys
 import time
 
 import jax
@@ -21,6 +22,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from ..errors import Reported
+from .launchers import Cluster
 
 AXIS = "batch"
 
@@ -29,79 +31,74 @@ class ParallelError(Reported):
     """A device or process setting that cannot work: reported, exit status 2."""
 
 
-def initialize(
-    coordinator: str | None,
-    num_processes: int,
-    process_id: int,
-    join_timeout: float = 300,
-) -> None:
-    """Joins a multi-process run; must come before any JAX computation."""
-    if num_processes == 1:
+def initialize(cluster: Cluster, join_timeout: float = 300) -> None:
+    """Joins a multi-process run (launchers.settle says which); must come
+    before any JAX computation."""
+    if cluster.num_processes == 1:
         return
-    if coordinator is None:
-        raise ParallelError("--num-processes above 1 needs --coordinator HOST:PORT")
-    if not 0 <= process_id < num_processes:
-        raise ParallelError(
-            f"--process-id {process_id}: must be from 0 to {num_processes - 1}"
-        )
-    host, port = _address(coordinator)
+    host, port = _address(cluster.coordinator, cluster.coordinator_from)
     # JAX ends the whole process (SIGABRT, a C++ stack trace) when a process
     # cannot reach the coordinator, or the coordinator misses a process, in
     # time. So they meet first, in plain Python, on the coordinator's port:
     # each process checks in with process 0, which waits for all of them;
     # either side gives up with a message after --join-timeout.
-    if process_id == 0:
-        _gather(port, num_processes, join_timeout, coordinator)
+    if cluster.process_id == 0:
+        _gather(port, cluster, join_timeout)
     else:
-        _wait_for(host, port, join_timeout, coordinator, process_id)
+        _wait_for(host, port, cluster, join_timeout)
     # CPU devices of different processes talk over TCP with gloo; GPUs use
     # NCCL whatever this says.
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(
-        coordinator,
-        num_processes,
-        process_id,
+        cluster.coordinator,
+        cluster.num_processes,
+        cluster.process_id,
+        local_device_ids=cluster.local_device_ids,
         initialization_timeout=max(1, math.ceil(join_timeout)),
     )
 
 
-def _address(coordinator: str) -> tuple[str, int]:
+def _address(coordinator: str, named_by: str) -> tuple[str, int]:
     host, _, port = coordinator.rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ParallelError(
-            f"--coordinator {coordinator}: expected HOST:PORT, e.g. 10.0.0.1:1234"
-        )
+        raise ParallelError(f"{named_by}: expected HOST:PORT, e.g. 10.0.0.1:1234")
     host = host.strip("[]")  # [::1]:1234
     try:
         socket.getaddrinfo(host, int(port))
     except socket.gaierror as e:
-        raise ParallelError(
-            f"--coordinator {coordinator}: unknown host {host} ({e.strerror})"
-        ) from None
+        raise ParallelError(f"{named_by}: unknown host {host} ({e.strerror})") from None
     return host, int(port)
 
 
-def _gather(port: int, num_processes: int, timeout: float, coordinator: str) -> None:
+def _gather(port: int, cluster: Cluster, timeout: float) -> None:
     """Process 0: returns once every other process has checked in."""
     deadline = time.monotonic() + timeout
+    said_at = time.monotonic() + 2  # a normal start needs no word
     joined = {0}
     try:
         server = socket.create_server(("", port))
     except OSError as e:
         raise ParallelError(
-            f"--coordinator {coordinator}: cannot listen on port {port} "
+            f"{cluster.coordinator_from}: cannot listen on port {port} "
             f"({e.strerror or e})"
         ) from None
     with server:
         server.settimeout(0.5)
-        while len(joined) < num_processes:
+        while len(joined) < cluster.num_processes:
+            missing = sorted(set(range(cluster.num_processes)) - joined)
+            if said_at is not None and time.monotonic() >= said_at:
+                _say(
+                    f"process 0 of {cluster.num_processes} ({cluster.source}): waiting "
+                    f"up to {timeout:g} s on port {port} for process(es) "
+                    f"{_listed(missing)}"
+                )
+                said_at = None
             if time.monotonic() >= deadline:
-                missing = sorted(set(range(num_processes)) - joined)
                 raise ParallelError(
-                    f"--num-processes {num_processes}: process(es) "
-                    f"{', '.join(map(str, missing))} did not join within "
-                    f"{timeout:g} s; start them with --coordinator {coordinator} "
-                    "(--join-timeout to wait longer)"
+                    f"{cluster.num_processes} processes ({cluster.source}): "
+                    f"process(es) {_listed(missing)} did not join within "
+                    f"{timeout:g} s; start them with coordinator "
+                    f"{cluster.coordinator} (--join-timeout to wait longer)"
                 )
             try:
                 connection, _ = server.accept()
@@ -117,24 +114,39 @@ def _gather(port: int, num_processes: int, timeout: float, coordinator: str) -> 
                 joined.add(int(text))
 
 
-def _wait_for(
-    host: str, port: int, timeout: float, coordinator: str, process_id: int
-) -> None:
+def _wait_for(host: str, port: int, cluster: Cluster, timeout: float) -> None:
     """Checks in with process 0 (`_gather`), waiting for it to listen."""
     deadline = time.monotonic() + timeout
+    said_at = time.monotonic() + 2  # process 0 is usually a moment behind
     while True:
         try:
             with socket.create_connection((host, port), timeout=5) as connection:
-                connection.sendall(f"{process_id}\n".encode())
+                connection.sendall(f"{cluster.process_id}\n".encode())
                 return
         except OSError as e:
             if time.monotonic() >= deadline:
                 raise ParallelError(
-                    f"--coordinator {coordinator}: nothing answered within "
+                    f"{cluster.coordinator_from}: nothing answered within "
                     f"{timeout:g} s ({e.strerror or e}); is process 0 running "
                     "there? (--join-timeout to wait longer)"
                 ) from None
+        if said_at is not None and time.monotonic() >= said_at:
+            _say(
+                f"process {cluster.process_id} of {cluster.num_processes} "
+                f"({cluster.source}): waiting up to {timeout:g} s for process 0 at "
+                f"{cluster.coordinator}"
+            )
+            said_at = None
         time.sleep(0.5)
+
+
+def _listed(numbers: list[int]) -> str:
+    shown = ", ".join(map(str, numbers[:10]))
+    return shown + (f" and {len(numbers) - 10} more" if len(numbers) > 10 else "")
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def is_main_process() -> bool:
