@@ -41,21 +41,23 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *EVERY_CORE, *session.posargs, env={"JAX_PLATFORMS": "cpu"})
 
 
-# Four kinds of rendered tests run in one combination per loop, the fullest:
+# Five kinds of rendered tests run in one combination per loop, the fullest:
 # `multiprocess` (several cooperating training processes), `signals`
 # (SIGTERM / Ctrl-C to a training process: machinery/safety/stops.py and
 # saving.py and the loop's call sites, the same in every combination of a
 # loop), `faults` (a held lock, a failed write, a full disk, odd file names,
-# bad JAX settings: machinery/safety/, cli/, the same everywhere) and `streaming` (streamed runs in
+# bad JAX settings: machinery/safety/, cli/, the same everywhere), `streaming` (streamed runs in
 # processes of their own, on 4 devices or killed: machinery/execution/feeds.py,
 # the same everywhere; every combination still checks streamed == in memory
-# in-process). Every combination renders them, and a user's plain `pytest`
+# in-process) and `images` (image folders converted and trained on:
+# machinery/data/images.py and classes.py, the same everywhere). Every
+# combination renders them, and a user's plain `pytest`
 # runs them all.
 FULL_SUITE = {
     "train_step-manual-add_loss-sample_weights",
     "scratch-builtin-add_loss-sample_weights",
 }
-ONE_PER_LOOP = "multiprocess or signals or faults or streaming"
+ONE_PER_LOOP = "multiprocess or signals or faults or streaming or images"
 
 
 @nox.session

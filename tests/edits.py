@@ -64,6 +64,9 @@ FIRST_EDITS = [CNN, ADAMW_COSINE, TOP3, SMOOTHED_LOSS]
 # zero need more than 8 epochs of 4 steps before the test accuracy is sound.
 MORE_LEARNING_EPOCHS = ("LEARNING_EPOCHS = 8\n", "LEARNING_EPOCHS = 30\n")
 
+# model.py's switch for Keras' random image layers (issue 27).
+AUGMENTATION_ON = ("AUGMENT = False\n", "AUGMENT = True\n")
+
 # Edits made after a checkpoint was written, which a resume must refuse.
 BACK_TO_ADAM = (ADAMW_COSINE[1], "    return keras.optimizers.Adam(learning_rate)\n")
 WIDER_CONV = ("Conv2D(16, 3,", "Conv2D(24, 3,")

@@ -90,10 +90,30 @@ def test_an_edited_project_passes_its_own_suite_and_lint(edited, cid):
     # depend on model.py. The multiprocess ones run here too, with a defect,
     # below; kill -9 and resume run in full.
     result = pytest_in(
-        project, "-m", "not (multiprocess or signals or faults or streaming)"
+        project, "-m", "not (multiprocess or signals or faults or streaming or images)"
     )
     assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
+
+
+@pytest.mark.parametrize("cid", EDITED)
+def test_augmentation_keeps_runs_reproducible_streamable_and_resumable(
+    edited, cid, tmp_path
+):
+    """Promise (issue 27): with model.py's AUGMENT on, Keras' random layers
+    draw from state that the steps carry and checkpoints hold, so the same
+    seed gives the same run, a streamed run equals one in memory, and kill -9
+    then --resume ends bit for bit as an uninterrupted run, in both loops."""
+    project = copy_of(edited[cid], tmp_path)
+    edits.apply(project / "src" / PACKAGE / "model.py", [edits.AUGMENTATION_ON])
+    promises = [
+        "test_same_seed_same_result",
+        "test_a_streamed_directory_trains_evaluates_and_predicts_as_its_file",
+        "test_kill_9_at_random_steps_then_resume_ends_bit_identical",
+    ]
+    result = pytest_in(project, "tests", "-k", " or ".join(promises))
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-2000:]
+    assert f"{len(promises)} passed" in result.stdout, result.stdout[-2000:]
 
 
 @pytest.mark.parametrize("cid", EDITED)

@@ -6,6 +6,7 @@ import argparse
 import json
 
 from ..config import MAX_COUNT, TrainConfig
+from ..machinery.errors import UsageError
 from .common import (
     add_data,
     add_model,
@@ -56,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from .. import training
+    from ..machinery.data import classes
     from ..machinery.data.splits import check_labels
     from ..machinery.execution import feeds
     from ..machinery.tracking import artifacts
@@ -63,13 +65,19 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model)
     check_input_shape(model, dataset.input_shape, source)
     check_labels(dataset.test.y, model.output_shape[-1], f"{source}: y_test")
+    names = classes.of_model(args.model)
+    if None not in (names, dataset.class_names) and names != dataset.class_names:
+        raise UsageError(
+            f"{source}: its classes ({', '.join(dataset.class_names)}) are not the "
+            f"model's ({', '.join(names)})"
+        )
     results = training.evaluate(model, dataset.test, args.batch_size)
     if args.report:
         logits = feeds.predict_logits(model, dataset.test.x, args.batch_size)
         counts = artifacts.confusion_matrix(
             dataset.test.y, np.argmax(logits, axis=-1), model.output_shape[-1]
         )
-        print(artifacts.format_report(counts))
+        print(artifacts.format_report(counts, names))
     # Last line: machine-readable, for scripts; the names are history.json's.
     results = {"loss": results.pop("loss"), **results}
     print(json.dumps({name: float(value) for name, value in results.items()}))

@@ -301,7 +301,7 @@ def _train_and_save(args, dataset, config: TrainConfig, output: Path, held) -> l
             print(test_line(outcome, test))
     fields = run.finished(outcome, test)
     fields["data"]["test"] = record.split_record(dataset.test)
-    return artifacts.save_run(output, model, outcome, fields, held)
+    return artifacts.save_run(output, model, outcome, fields, held, dataset.class_names)
 
 
 def test_line(outcome, test: dict[str, float]) -> str:

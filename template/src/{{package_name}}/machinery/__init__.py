@@ -20,7 +20,8 @@ need to open:
   stopping), `progress`, `tensorboard`, `artifacts` (the files a run writes),
   `runs` (a directory per run), `record` (`run.json`);
 - `data/`: `splits` (a checked split and the checks that refuse a bad file),
-  `convert` (a data directory from an `.npz`);
+  `convert` (a data directory from an `.npz`), `images` (one from a folder
+  of images), `classes` (class names, in a data directory and a model);
 - `errors`: the one-line messages every command reports.
 
 The machinery imports one file of yours, `config.py`, for the settings

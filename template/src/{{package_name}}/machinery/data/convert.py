@@ -33,14 +33,7 @@ def convert(
     command passes data.py's: every check of `train --data DIR`); returns the
     names of the arrays written."""
     named = destination
-    if destination.is_symlink():  # the directory it names takes the data
-        destination = destination.resolve()
-    if destination.exists() and not _is_empty_directory(destination):
-        raise DataError(f"{named}: already exists; choose a new directory or remove it")
-    parent = destination.absolute().parent
-    if not parent.is_dir():
-        raise DataError(f"{destination}: no such directory {parent}")
-    _remove_leftovers(parent, destination.name)
+    destination, parent = prepare_destination(destination)
     try:
         f = source.open("rb")
     except OSError as e:
@@ -65,6 +58,27 @@ def convert(
             raise
         except (zipfile.BadZipFile, EOFError, ValueError) as e:
             raise DataError(f"{source}: not a readable .npz file ({e})") from None
+    take_name(tmp, destination, named)
+    return sorted(members)
+
+
+def prepare_destination(destination: Path) -> tuple[Path, Path]:
+    """(the directory to create, its parent): refuses one that exists and
+    is not empty, and removes what interrupted conversions to it left."""
+    named = destination
+    if destination.is_symlink():  # the directory it names takes the data
+        destination = destination.resolve()
+    if destination.exists() and not _is_empty_directory(destination):
+        raise DataError(f"{named}: already exists; choose a new directory or remove it")
+    parent = destination.absolute().parent
+    if not parent.is_dir():
+        raise DataError(f"{destination}: no such directory {parent}")
+    _remove_leftovers(parent, destination.name)
+    return destination, parent
+
+
+def take_name(tmp: Path, destination: Path, named: Path) -> None:
+    """Renames the finished directory `tmp` to `destination` (as `named`)."""
     try:
         if destination.exists():
             destination.rmdir()  # empty, checked above (or not empty now: below)
@@ -76,7 +90,6 @@ def convert(
             f"{named}: was written by another conversion meanwhile; this one "
             "wrote nothing"
         ) from None
-    return sorted(members)
 
 
 def _build(archive: zipfile.ZipFile, members: dict, tmp: Path, check) -> None:
