@@ -122,6 +122,7 @@ def bench(session: nox.Session) -> None:
     session.run("python", "-m", "benchmarks.streaming")
     session.run("python", "-m", "benchmarks.startup")
     session.run("python", "-m", "benchmarks.stops")
+    session.run("python", "-m", "benchmarks.images")
 
 
 def fresh_render(session: nox.Session, answers: dict, name: str) -> Path:

@@ -49,23 +49,40 @@ def write_tree(root: Path, images: int, size: int) -> None:
         list(pool.map(write, range(images)))
 
 
+# Runs the command line as `python -m` does, then records the peak memory of
+# its process and of the largest of the worker processes it forked.
+MEASURED = """
+import json, resource, runpy, sys
+sys.argv = ["-m", *sys.argv[2:]]
+status = 0
+try:
+    runpy.run_module(%r, run_name="__main__", alter_sys=True)
+except SystemExit as e:
+    status = e.code
+peaks = [resource.getrusage(who).ru_maxrss
+         for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+with open(%r, "w") as f:
+    json.dump({"status": status, "peaks_kb": peaks}, f)
+"""
+
+
 def convert(project: Path, tree: Path, workers: int, env: dict) -> dict:
     """One conversion in a fresh process: wall-clock seconds and peak RSS."""
     destination = tree.parent / f"data-{workers}"
     shutil.rmtree(destination, ignore_errors=True)
-    command = [sys.executable, "-m", PACKAGE, "convert", str(tree), str(destination)]
-    command += ["--workers", str(workers)]
+    report = tree.parent / "measured.json"
+    code = MEASURED % (PACKAGE, str(report))
+    command = [sys.executable, "-c", code, PACKAGE, "convert", str(tree)]
+    command += [str(destination), "--workers", str(workers)]
     start = time.perf_counter()
-    process = subprocess.Popen(
-        command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    _, status, usage = os.wait4(process.pid, 0)
+    result = subprocess.run(command, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
-    if status != 0:
-        raise SystemExit(f"convert failed: {process.stderr.read().decode()}")
-    process.stderr.close()
+    measured = json.loads(report.read_text())
+    if result.returncode != 0 or measured["status"] not in (0, None):
+        raise SystemExit(f"convert failed: {result.stderr}")
     shutil.rmtree(destination)
-    return {"s": seconds, "peak_rss_mb": usage.ru_maxrss / 1024}
+    peak, largest_worker = (kb / 1024 for kb in measured["peaks_kb"])
+    return {"s": seconds, "peak_rss_mb": peak, "worker_peak_rss_mb": largest_worker}
 
 
 def main() -> None:
@@ -106,6 +123,9 @@ def main() -> None:
                 "median_s": seconds,
                 "images_per_s": images / seconds,
                 "peak_rss_mb": max(run["peak_rss_mb"] for run in measured),
+                "worker_peak_rss_mb": max(
+                    run["worker_peak_rss_mb"] for run in measured
+                ),
                 "runs": measured,
             }
         )
@@ -119,15 +139,16 @@ def main() -> None:
     }
     args.output.write_text(json.dumps({"rows": rows, **summary}, indent=2) + "\n")
     print(
-        f"\n{'images':>8} {'threads':>8} {'median s':>9} {'images/s':>9} {'peak MB':>8}"
+        f"\n{'images':>8} {'workers':>8} {'median s':>9} {'images/s':>9} {'peak MB':>8}"
     )
     for row in rows:
         print(
             f"{row['images']:>8,} {row['workers']:>8} {row['median_s']:>9.2f} "
-            f"{row['images_per_s']:>9,.0f} {row['peak_rss_mb']:>8.0f}"
+            f"{row['images_per_s']:>9,.0f} {row['peak_rss_mb']:>8.0f} "
+            f"{row['worker_peak_rss_mb']:>10.0f}"
         )
     print(
-        f"\n{cores} threads: {summary['speedup_all_cores']:.2f}x the images/s of one; "
+        f"\n{cores} workers: {summary['speedup_all_cores']:.2f}x the images/s of one; "
         f"peak memory for 10x the images: {summary['peak_rss_ratio_10x_images']:.2f}x"
     )
     print(

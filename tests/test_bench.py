@@ -8,6 +8,7 @@ later bench run.
 """
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -102,3 +103,24 @@ def test_the_worker_streams_a_data_directory_and_measures_anonymous_memory(
     assert 0 < run["peak_rss_anon_mb"] <= run["peak_rss_mb"]
     stock = worker("stock", "--data-dir", str(directory))
     assert len(stock["epoch_s"]) == EPOCHS
+
+
+def test_the_images_bench_converts_with_one_worker_and_every_core(tmp_path):
+    output = tmp_path / "images.json"
+    command = [sys.executable, "-m", "benchmarks.images", "--images", "100"]
+    done = subprocess.run(
+        [*command, "--repeats", "1", "--size", "16", "--output", str(output)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    measured = json.loads(output.read_text())
+    cores = os.cpu_count() or 1
+    rows = {(row["images"], row["workers"]): row for row in measured["rows"]}
+    assert set(rows) == {(images, w) for images in (50, 100) for w in {1, cores}}
+    assert all(
+        row["images_per_s"] > 0 and row["peak_rss_mb"] > 0 for row in rows.values()
+    )
+    assert measured["speedup_all_cores"] > 0 and "images/s" in done.stdout

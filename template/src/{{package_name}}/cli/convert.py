@@ -71,7 +71,7 @@ def add(commands) -> None:
     images.add_argument(
         "--workers",
         type=int_at_least(1, maximum=MAX_WORKERS),
-        help="threads that decode images (default: one per core)",
+        help="processes that decode images (default: one per core)",
     )
 
 
@@ -93,7 +93,7 @@ def _images(args: argparse.Namespace) -> int:
 
     print(
         f"Converting the images of {args.source} ({args.workers or os.cpu_count()} "
-        "threads)"
+        "workers)"
     )
     written = convert_images(
         args.source,

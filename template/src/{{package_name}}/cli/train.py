@@ -301,6 +301,8 @@ def _train_and_save(args, dataset, config: TrainConfig, output: Path, held) -> l
             print(test_line(outcome, test))
     fields = run.finished(outcome, test)
     fields["data"]["test"] = record.split_record(dataset.test)
+    if dataset.class_names is not None:
+        fields["data"]["class_names"] = list(dataset.class_names)
     return artifacts.save_run(output, model, outcome, fields, held, dataset.class_names)
 
 

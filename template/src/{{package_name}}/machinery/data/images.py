@@ -10,11 +10,12 @@ Pillow decodes every format it knows (JPEG, PNG, GIF, BMP, WebP, TIFF). Each
 image is turned by its EXIF orientation, brought to one channel layout (8-bit
 grayscale or RGB: palette, alpha, CMYK and 16-bit images included, as Keras'
 `load_img` converts them) and resized, bilinearly, to one size. Pillow
-releases the GIL while it decodes and resizes, so threads decode on every
-core; each writes its images' rows straight into the `.npy` files at their
-offsets. Nothing holds more than a few images per thread: memory stays flat
+parses headers and converts in Python, under the GIL, so the images are
+decoded in processes forked from this one (threads where that is unsafe);
+each writes its images' rows straight into the `.npy` files at their
+offsets. Nothing holds more than a few images per worker: memory stays flat
 whatever the number of images, and the files are the same, byte for byte,
-whatever the number of threads.
+whatever the number of workers.
 
 As `convert` of an `.npz`, the directory is built under a temporary name and
 checked before it takes its name: an interrupted or refused conversion leaves
@@ -24,27 +25,28 @@ nothing behind.
 from __future__ import annotations
 
 import collections
+import contextlib
 import json
+import multiprocessing as mp
 import os
 import shutil
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from ..safety.saving import require_free_space
+from . import classes
 from .convert import prepare_destination, take_name
 from .splits import DataError
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp", ".tif", ".tiff"}
 # What operating systems leave in folders of pictures: never images.
 SYSTEM_FILES = {"thumbs.db", "desktop.ini", "icon\r"}
-CLASS_NAMES = "class_names.json"
 SKIPPED = "skipped.txt"
 SPLIT_FOLDERS = ("train", "val", "test")
 GRAYSCALE_MODES = {"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
@@ -216,21 +218,9 @@ def survey(paths: list[Path], workers: int) -> tuple[collections.Counter, bool, 
     """Reads every image's header, not its pixels: (how many images have each
     (height, width) once turned upright, whether any is in color, the files
     that are no image at all: {path: why})."""
-    from PIL import Image
-
-    def header(path: Path):
-        try:
-            with Image.open(path) as image:
-                width, height = image.size
-                if image.getexif().get(0x0112) in (5, 6, 7, 8):  # turned 90 degrees
-                    width, height = height, width
-                return (height, width), image.mode not in GRAYSCALE_MODES, None
-        except (OSError, ValueError, Image.DecompressionBombError) as e:
-            return None, False, str(e) or type(e).__name__
-
     sizes, color, bad = collections.Counter(), False, {}
-    with ThreadPoolExecutor(workers) as pool:
-        headers = pool.map(header, paths)
+    with _pool(workers) as pool:
+        headers = pool.map(_header, paths, chunksize=CHUNK)
         for path, (size, in_color, why) in zip(paths, headers, strict=True):
             if why is not None:
                 bad[path] = why
@@ -238,6 +228,38 @@ def survey(paths: list[Path], workers: int) -> tuple[collections.Counter, bool, 
                 sizes[size] += 1
                 color |= in_color
     return sizes, color, bad
+
+
+def _header(path: Path) -> tuple[tuple[int, int] | None, bool, str | None]:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            if image.getexif().get(0x0112) in (5, 6, 7, 8):  # turned 90 degrees
+                width, height = height, width
+            return (height, width), image.mode not in GRAYSCALE_MODES, None
+    except (OSError, ValueError, Image.DecompressionBombError) as e:
+        return None, False, str(e) or type(e).__name__
+
+
+@contextlib.contextmanager
+def _pool(workers: int) -> Iterator[Executor]:
+    """Processes forked from this one, where that is safe: Pillow parses
+    headers and converts modes in Python, under the GIL, so threads barely
+    overlap on small images. Threads where JAX is loaded (its own threads make
+    a fork unsafe): `predict`, and a conversion called from within a program
+    that trains."""
+    if (
+        workers > 1
+        and "fork" in mp.get_all_start_methods()
+        and "jax" not in sys.modules
+    ):
+        executor = ProcessPoolExecutor(workers, mp_context=mp.get_context("fork"))
+    else:
+        executor = ThreadPoolExecutor(workers)
+    with executor:
+        yield executor
 
 
 def convert_images(
@@ -262,6 +284,8 @@ def convert_images(
     sizes, color, bad = survey(every, workers)
     if bad and not skip_bad:
         raise _refusal(bad)
+    if not sizes:
+        raise DataError(f"{root}: not one readable image ({len(bad)} bad files)")
     if image_size is None:
         image_size, count = sizes.most_common(1)[0]
         share = count / sum(sizes.values())
@@ -284,7 +308,7 @@ def convert_images(
             )
             skipped.update(found)
             counts[name] = len(rows) - len(found)
-        (tmp / CLASS_NAMES).write_text(json.dumps(tree.classes, indent=1) + "\n")
+        (tmp / classes.FILE).write_text(json.dumps(tree.classes, indent=1) + "\n")
         if skipped:
             listing = "".join(f"{p}\t{why}\n" for p, why in sorted(skipped.items()))
             (tmp / SKIPPED).write_text(listing)
@@ -328,9 +352,12 @@ def _arrange(
         for name, rows in tree.splits.items()
     }
     if "test" not in splits:
+        by_class = collections.defaultdict(list)
+        for row in splits["train"]:
+            by_class[row[1]].append(row)
         train, test = [], []
         for label in range(len(tree.classes)):
-            rows = [row for row in splits["train"] if row[1] == label]
+            rows = by_class[label]
             held = set(rng.permutation(len(rows))[: round(len(rows) * test_split)])
             test += [row for i, row in enumerate(rows) if i in held]
             train += [row for i, row in enumerate(rows) if i not in held]
@@ -365,26 +392,23 @@ def _write_split(
     offset = _create(x_path, (len(rows), *shape))
     row_bytes = int(np.prod(shape))
     bad: dict[Path, str] = {}
-    lock = threading.Lock()
-
-    def write_chunk(start: int) -> int:
-        chunk = rows[start : start + CHUNK]
-        with open(x_path, "r+b") as out:
-            for i, (path, _) in enumerate(chunk, start):
-                try:
-                    pixels = decode(path, size, channels)
-                except Exception as e:  # noqa: BLE001 (Pillow raises many kinds)
-                    with lock:
-                        bad[path] = str(e) or type(e).__name__
-                    continue
-                os.pwrite(out.fileno(), pixels.tobytes(), offset + i * row_bytes)
-        return len(chunk)
-
     bar = _Progress(f"{name}: ", len(rows), progress)
-    with ThreadPoolExecutor(workers) as pool:
-        chunks = range(0, len(rows), CHUNK)
-        for done in _bounded_map(pool, write_chunk, chunks, workers):
+    with _pool(workers) as pool:
+        tasks = (
+            (
+                x_path,
+                offset,
+                row_bytes,
+                start,
+                rows[start : start + CHUNK],
+                size,
+                channels,
+            )
+            for start in range(0, len(rows), CHUNK)
+        )
+        for done, found in _bounded_map(pool, _decode_into, tasks, workers):
             bar.advance(done)
+            bad.update(found)
             if bad and not skip_bad:
                 pool.shutdown(cancel_futures=True)
                 raise _refusal(bad)
@@ -396,6 +420,22 @@ def _write_split(
         labels = labels[keep]
     np.save(directory / f"y_{name}.npy", labels)
     return bad
+
+
+def _decode_into(task) -> tuple[int, dict[Path, str]]:
+    """Decodes a chunk of rows into their places in an .npy file; returns how
+    many it handled and the files that were no readable image."""
+    x_path, offset, row_bytes, start, chunk, size, channels = task
+    bad = {}
+    with open(x_path, "r+b") as out:
+        for i, (path, _) in enumerate(chunk, start):
+            try:
+                pixels = decode(path, size, channels)
+            except Exception as e:  # noqa: BLE001 (Pillow raises many kinds)
+                bad[path] = str(e) or type(e).__name__
+                continue
+            os.pwrite(out.fileno(), pixels.tobytes(), offset + i * row_bytes)
+    return len(chunk), bad
 
 
 def _create(path: Path, shape: tuple[int, ...]) -> int:
