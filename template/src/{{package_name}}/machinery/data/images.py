@@ -289,7 +289,7 @@ def convert_images(
     if image_size is None:
         image_size, count = sizes.most_common(1)[0]
         share = count / sum(sizes.values())
-        size_chosen = f"the most common size, of {share:.0%} of the images"
+        size_chosen = f"the most common size, of {100 * share:.0f}% of the images"
     else:
         size_chosen = "--image-size"
     channels = channels or (3 if color else 1)
@@ -504,7 +504,7 @@ class _Progress:
         rate = self.done / max(now - self.start, 1e-9)
         print(
             f"{start}{self.label}{self.done:,}/{self.total:,} images "
-            f"({self.done / self.total:.0%}), {rate:,.0f} images/s",
+            f"({100 * self.done / self.total:.0f}%), {rate:,.0f} images/s",
             end=end,
             file=sys.stderr,
             flush=True,
