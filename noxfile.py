@@ -41,23 +41,29 @@ def tests(session: nox.Session) -> None:
     session.run("pytest", *EVERY_CORE, *session.posargs, env={"JAX_PLATFORMS": "cpu"})
 
 
-# Five kinds of rendered tests run in one combination per loop, the fullest:
-# `multiprocess` (several cooperating training processes), `signals`
+# Four kinds of rendered tests run in one combination per loop, the
+# fullest: `multiprocess` (several cooperating training processes), `signals`
 # (SIGTERM / Ctrl-C to a training process: machinery/safety/stops.py and
 # saving.py and the loop's call sites, the same in every combination of a
 # loop), `faults` (a held lock, a failed write, a full disk, odd file names,
-# bad JAX settings: machinery/safety/, cli/, the same everywhere), `streaming` (streamed runs in
-# processes of their own, on 4 devices or killed: machinery/execution/feeds.py,
-# the same everywhere; every combination still checks streamed == in memory
-# in-process) and `images` (image folders converted and trained on:
-# machinery/data/images.py and classes.py, the same everywhere). Every
-# combination renders them, and a user's plain `pytest`
-# runs them all.
+# bad JAX settings: machinery/safety/, cli/, the same everywhere), `streaming`
+# (streamed runs in processes of their own, on 4 devices or killed:
+# machinery/execution/feeds.py, the same everywhere; every combination still
+# checks streamed == in memory in-process); two more in one combination only
+# (ONCE). Every combination renders them, and a user's plain `pytest` runs
+# them all.
 FULL_SUITE = {
     "train_step-manual-add_loss-sample_weights",
     "scratch-builtin-add_loss-sample_weights",
 }
-ONE_PER_LOOP = "multiprocess or signals or faults or streaming or images"
+ONE_PER_LOOP = "multiprocess or signals or faults or streaming"
+# Two kinds run in one combination only: `launchers` (tasks joined under SLURM,
+# Open MPI and Kubernetes variables, launch/slurm.sbatch through a stand-in
+# srun) and `images` (image folders converted and trained on) exercise
+# machinery/ that neither loop touches: machinery/execution/launchers.py and
+# machinery/data/images.py, classes.py.
+ONCE = "launchers or images"
+ONCE_IN = "scratch-builtin-add_loss-sample_weights"
 
 
 @nox.session
@@ -74,13 +80,25 @@ def project(session: nox.Session, combination: str, device: str) -> None:
     session.chdir(dst)
     if combination not in FULL_SUITE:
         session.log(f"{ONE_PER_LOOP} tests: run in " + ", ".join(sorted(FULL_SUITE)))
+    if combination != ONCE_IN:
+        session.log(f"{ONCE} tests: run in {ONCE_IN}")
     session.run(
         "pytest",
-        *([] if combination in FULL_SUITE else ["-m", f"not ({ONE_PER_LOOP})"]),
+        *(["-m", f"not ({skipped})"] if (skipped := skipped_here(combination)) else []),
         *(EVERY_CORE if device == "cpu" else []),
         *session.posargs,
         env={"JAX_PLATFORMS": "cuda" if device == "gpu" else "cpu"},
     )
+
+
+def skipped_here(combination: str) -> str:
+    """The marker expression of the rendered tests this combination leaves to
+    others ("": none)."""
+    if combination == ONCE_IN:
+        return ""
+    if combination in FULL_SUITE:
+        return ONCE
+    return f"{ONE_PER_LOOP} or {ONCE}"
 
 
 @nox.session

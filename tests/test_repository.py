@@ -47,3 +47,10 @@ def test_one_per_loop_tests_run_in_one_combination_of_each_loop():
     ]
     loops = sorted(by_id(cid).data["training_loop"] for cid in chosen)
     assert loops == ["scratch", "train_step"]
+    [once_in] = [
+        ast.literal_eval(node.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and getattr(node.targets[0], "id", None) == "ONCE_IN"
+    ]
+    assert once_in in chosen  # it runs the one-per-loop tests too
