@@ -90,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _images(args: argparse.Namespace) -> int:
     from ..data import convert_images
+    from ..machinery.data import images
 
     print(
         f"Converting the images of {args.source} ({args.workers or os.cpu_count()} "
@@ -117,7 +118,7 @@ def _images(args: argparse.Namespace) -> int:
     if written.skipped:
         print(
             f"skipped {len(written.skipped)} bad file(s), listed in "
-            f"{args.destination / 'skipped.txt'}:"
+            f"{args.destination / images.SKIPPED}:"
         )
         for line in written.skipped[:10]:
             print(f"  {line}")

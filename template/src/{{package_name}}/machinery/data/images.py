@@ -89,22 +89,20 @@ def scan(root: Path) -> Tree:
         folders = {"train": root}
     per_split = {name: _class_folders(path) for name, path in folders.items()}
     files = {
-        name: {cls: _files(folder) for cls, folder in classes.items()}
-        for name, classes in per_split.items()
+        name: {cls: _files(folder) for cls, folder in class_folders.items()}
+        for name, class_folders in per_split.items()
     }
     empty = sorted(cls for cls, found in files["train"].items() if not found)
-    classes = sorted(cls for cls, found in files["train"].items() if found)
-    if len(classes) < 2:
-        what = f"one class only ({classes[0]})" if classes else "no class with images"
+    names = sorted(cls for cls, found in files["train"].items() if found)
+    if len(names) < 2:
+        what = f"one class only ({names[0]})" if names else "no class with images"
         raise DataError(
             f"{folders['train']}: {what}; a classifier needs a folder of images for "
             "each of at least two classes"
         )
     splits = {}
     for name, by_class in files.items():
-        unknown = sorted(
-            c for c, found in by_class.items() if found and c not in classes
-        )
+        unknown = sorted(c for c, found in by_class.items() if found and c not in names)
         if unknown:
             raise DataError(
                 f"{folders[name] / unknown[0]}: a class that {folders['train']} "
@@ -112,10 +110,10 @@ def scan(root: Path) -> Tree:
             )
         splits[name] = [
             (path, label)
-            for label, cls in enumerate(classes)
+            for label, cls in enumerate(names)
             for path in by_class.get(cls, [])
         ]
-    return Tree(classes, splits, empty)
+    return Tree(names, splits, empty)
 
 
 def _class_folders(folder: Path) -> dict[str, Path]:
@@ -152,12 +150,11 @@ def _ignored(path: Path) -> bool:
 
 def parse_size(text: str) -> tuple[int, int]:
     """ "64x48" -> (64, 48): height, width."""
-    height, _, width = text.lower().partition("x")
-    if not (height.isdigit() and width.isdigit()) or not 0 < int(height) <= 2**14:
+    sides = text.lower().partition("x")[::2]
+    if not all(side.isdigit() and 0 < int(side) <= 2**14 for side in sides):
         raise ValueError(f"expected HxW, e.g. 64x64, got {text!r}")
-    if not 0 < int(width) <= 2**14:
-        raise ValueError(f"expected HxW, e.g. 64x64, got {text!r}")
-    return int(height), int(width)
+    height, width = map(int, sides)
+    return height, width
 
 
 def decode(path: Path, size: tuple[int, int], channels: int) -> np.ndarray:
@@ -298,7 +295,7 @@ def convert_images(
     needed = sum(len(rows) for rows in splits.values()) * height * width * channels
     require_free_space(parent, needed, str(destination), "the conversion", DataError)
     tmp = parent / f".{destination.name}.converting-{os.getpid()}"
-    skipped = {path: why for path, why in bad.items()}
+    skipped = dict(bad)
     try:
         tmp.mkdir()
         counts = {}
